@@ -1,0 +1,18 @@
+//! Compiles the .proto files with protox (a pure-Rust protobuf compiler), so no system `protoc`
+//! is needed to build.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "proto/aiproxy/v1/config.proto",
+        "proto/aiproxy/v1/logs.proto",
+        "proto/aiproxy/v1/admin.proto",
+    ];
+    for f in files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure()
+        .bytes(".aiproxy.v1.SnapshotEnvelope.snapshot")
+        .compile_fds(fds)?;
+    Ok(())
+}
