@@ -1,0 +1,260 @@
+//! The database: one pool over SQLite or PostgreSQL (sqlx's `Any` driver), the same schema and
+//! the same SQL for both (ids TEXT, times BIGINT unix ms, booleans BIGINT 0/1; placeholders
+//! `$1…$n` numbered in order of first use, which both backends accept). Query modules per
+//! aggregate hold SQL only; the rules live in `service`.
+
+pub mod api_keys;
+pub mod audit;
+pub mod logs;
+pub mod migrate;
+pub mod nodes;
+pub mod orgs;
+pub mod projects;
+pub mod providers;
+pub mod sessions;
+pub mod settings;
+pub mod users;
+
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Row};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DbError {
+    /// A unique constraint was violated; carries a description of the duplicate.
+    #[error("{0} already exists")]
+    Unique(String),
+    #[error("foreign key violation")]
+    ForeignKey,
+    /// The database cannot be reached or is overloaded; the caller may retry.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> DbError {
+        match &e {
+            sqlx::Error::Database(d) => {
+                if d.is_unique_violation() {
+                    DbError::Unique("a resource with that name".into())
+                } else if d.is_foreign_key_violation() {
+                    DbError::ForeignKey
+                } else {
+                    let msg = d.message().to_string();
+                    // SQLite busy/locked and Postgres admin shutdown / connection failures.
+                    if msg.contains("database is locked")
+                        || msg.contains("terminating connection")
+                        || matches!(
+                            d.code().as_deref(),
+                            Some("57P01" | "57P02" | "57P03" | "08006" | "08001")
+                        )
+                    {
+                        DbError::Unavailable(msg)
+                    } else {
+                        DbError::Other(msg)
+                    }
+                }
+            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => DbError::Unavailable(e.to_string()),
+            _ => DbError::Other(e.to_string()),
+        }
+    }
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+pub type Tx = sqlx::Transaction<'static, Any>;
+
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+    url: data_plane::secret::Secret,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Db({:?})", self.backend)
+    }
+}
+
+impl Db {
+    /// Connects (creating the SQLite file if needed). Fails fast with a clear message.
+    pub async fn connect(url: &str) -> Result<Db, String> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err("AIPROXY_DATABASE_URL: expected sqlite://… or postgres://…".into());
+        };
+        if backend == Backend::Sqlite
+            && let Some(dir) = sqlite_path(url)
+                .and_then(|p| std::path::Path::new(&p).parent().map(|d| d.to_path_buf()))
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let opts = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 5000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            });
+        let pool = opts.connect(url).await.map_err(|e| {
+            format!(
+                "cannot connect to the database: {}",
+                redact_url_error(&e.to_string(), url)
+            )
+        })?;
+        Ok(Db {
+            pool,
+            backend,
+            url: data_plane::secret::Secret::new(url),
+        })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The URL this pool connects to (for a dedicated LISTEN connection).
+    pub fn url(&self) -> &data_plane::secret::Secret {
+        &self.url
+    }
+
+    pub async fn begin(&self) -> DbResult<Tx> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Is the database answering?
+    pub async fn ping(&self) -> DbResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn sqlite_path(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    if path.is_empty() || path == ":memory:" {
+        None
+    } else {
+        Some(path.to_string())
+    }
+}
+
+/// Driver errors may quote the URL; never let a password through.
+fn redact_url_error(msg: &str, url: &str) -> String {
+    msg.replace(url, "[database url]")
+}
+
+// Row helpers: decoding errors become DbError::Other.
+pub(crate) fn s(row: &AnyRow, col: &str) -> DbResult<String> {
+    row.try_get::<String, _>(col).map_err(DbError::from)
+}
+
+pub(crate) fn os(row: &AnyRow, col: &str) -> DbResult<Option<String>> {
+    row.try_get::<Option<String>, _>(col).map_err(DbError::from)
+}
+
+pub(crate) fn i(row: &AnyRow, col: &str) -> DbResult<i64> {
+    row.try_get::<i64, _>(col).map_err(DbError::from)
+}
+
+pub(crate) fn oi(row: &AnyRow, col: &str) -> DbResult<Option<i64>> {
+    row.try_get::<Option<i64>, _>(col).map_err(DbError::from)
+}
+
+pub(crate) fn f(row: &AnyRow, col: &str) -> DbResult<f64> {
+    row.try_get::<f64, _>(col).map_err(DbError::from)
+}
+
+/// A nullable float; SUM over integers comes back as an integer on some backends.
+pub(crate) fn of(row: &AnyRow, col: &str) -> DbResult<Option<f64>> {
+    match row.try_get::<Option<f64>, _>(col) {
+        Ok(v) => Ok(v),
+        Err(_) => row
+            .try_get::<Option<i64>, _>(col)
+            .map(|v| v.map(|n| n as f64))
+            .map_err(DbError::from),
+    }
+}
+
+/// Bumps the configuration version inside a transaction; every change that alters what nodes
+/// serve calls this, so the new snapshot carries a higher version.
+pub async fn bump_config_version(tx: &mut Tx) -> DbResult<()> {
+    sqlx::query("UPDATE config_state SET version = version + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn config_version(db: &Db) -> DbResult<i64> {
+    let row = sqlx::query("SELECT version FROM config_state WHERE id = 1")
+        .fetch_one(db.pool())
+        .await?;
+    i(&row, "version")
+}
+
+impl DbError {
+    pub fn is_unique(&self) -> bool {
+        matches!(self, DbError::Unique(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths() {
+        assert_eq!(
+            sqlite_path("sqlite://./data/aiproxy.db?mode=rwc").as_deref(),
+            Some("./data/aiproxy.db")
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
+}

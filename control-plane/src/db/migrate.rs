@@ -1,0 +1,135 @@
+//! Schema migrations, embedded in the binary: one numbered file per change, per backend, applied
+//! in order at startup and by `migrate`, each in its own transaction and recorded in
+//! `schema_migrations`. On Postgres an advisory lock keeps two replicas from migrating at once.
+//! Migrations are additive (new tables, new nullable columns), so an older replica keeps working
+//! while a newer one migrates.
+
+use super::{Backend, Db, DbError, DbResult};
+
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sqlite: &'static str,
+    pub postgres: &'static str,
+}
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sqlite: include_str!("../../../migrations/sqlite/0001_init.sql"),
+    postgres: include_str!("../../../migrations/postgres/0001_init.sql"),
+}];
+
+const LOCK_ID: i64 = 0x0061_6970_726f_7879; // "aiproxy"
+
+/// Applies pending migrations; returns how many were applied.
+pub async fn run(db: &Db) -> DbResult<usize> {
+    let mut conn = db.pool().acquire().await?;
+    if db.backend() == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(LOCK_ID)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let result = apply(db, &mut conn).await;
+    if db.backend() == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(LOCK_ID)
+            .execute(&mut *conn)
+            .await?;
+    }
+    result
+}
+
+async fn apply(db: &Db, conn: &mut sqlx::pool::PoolConnection<sqlx::Any>) -> DbResult<usize> {
+    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
+        .execute(&mut **conn)
+        .await?;
+    let rows = sqlx::query("SELECT version FROM schema_migrations")
+        .fetch_all(&mut **conn)
+        .await?;
+    let applied: Vec<i64> = rows
+        .iter()
+        .map(|r| super::i(r, "version"))
+        .collect::<Result<_, _>>()?;
+    let mut count = 0;
+    for m in MIGRATIONS {
+        if applied.contains(&m.version) {
+            continue;
+        }
+        let sql = if db.backend() == Backend::Postgres {
+            m.postgres
+        } else {
+            m.sqlite
+        };
+        let mut tx = sqlx::Connection::begin(&mut **conn).await?;
+        for stmt in statements(sql) {
+            sqlx::query(sqlx::AssertSqlSafe(stmt))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    DbError::Other(format!("migration {} ({}): {e}", m.version, m.name))
+                })?;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(m.version)
+        .bind(m.name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version = m.version, name = m.name, "applied migration");
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Splits a migration file into statements: `;` at the end of a line ends one; `--` comment
+/// lines are dropped.
+fn statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for line in sql.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("--") || trimmed.is_empty() {
+            continue;
+        }
+        cur.push_str(line);
+        cur.push('\n');
+        if trimmed.ends_with(';') {
+            out.push(cur.trim().trim_end_matches(';').to_string());
+            cur.clear();
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_backends_have_the_same_tables_and_columns() {
+        for m in MIGRATIONS {
+            let norm = |s: &str| statements(s).join("\n");
+            assert_eq!(
+                norm(m.sqlite),
+                norm(m.postgres),
+                "migration {} differs between backends",
+                m.version
+            );
+        }
+        assert!(
+            statements("-- c\nCREATE TABLE a (x BIGINT);\nINSERT INTO a VALUES (1);\n").len() == 2
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! LogService.Ingest: nodes stream batches of usage records; each batch is written in one
+//! transaction (records already stored — a resend after a lost ack — are skipped) and
+//! acknowledged with how many were stored and how many were duplicates.
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+
+use proto::v1 as pb;
+use proto::v1::log_service_server::LogService;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::db::{self, logs::LogRow};
+use crate::state::AppState;
+
+pub struct LogSvc {
+    pub st: AppState,
+}
+
+/// Limits on what one record may carry (a node never sends more; anything larger is cut).
+const MAX_PAYLOAD: usize = 1024 * 1024;
+const MAX_BATCH: usize = 5_000;
+
+fn clip(s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let cut = s
+        .char_indices()
+        .map(|(i, _)| i)
+        .take_while(|i| *i <= max)
+        .last()
+        .unwrap_or(0);
+    s[..cut].to_string()
+}
+
+fn opt(s: String) -> Option<String> {
+    if s.is_empty() { None } else { Some(s) }
+}
+
+pub fn to_row(r: pb::UsageRecord) -> Option<LogRow> {
+    uuid::Uuid::parse_str(&r.id).ok()?;
+    if r.org_id.is_empty() {
+        return None;
+    }
+    let n = |v: u64| v.min(i64::MAX as u64) as i64;
+    Some(LogRow {
+        id: r.id,
+        org_id: clip(r.org_id, 64),
+        project_id: opt(clip(r.project_id, 64)),
+        api_key_id: opt(clip(r.api_key_id, 64)),
+        model: clip(r.model, 512),
+        provider_type: clip(r.provider_type, 32),
+        credential_name: clip(r.credential_name, 128),
+        route: clip(r.route, 64),
+        status: i64::from(r.status),
+        error_type: clip(r.error_type, 64),
+        error_message: clip(r.error_message, 2000),
+        prompt_tokens: n(r.prompt_tokens),
+        completion_tokens: n(r.completion_tokens),
+        cached_tokens: n(r.cached_tokens),
+        cache_write_tokens: n(r.cache_write_tokens),
+        reasoning_tokens: n(r.reasoning_tokens),
+        cost_usd: if r.cost_usd.is_finite() && r.cost_usd >= 0.0 {
+            r.cost_usd
+        } else {
+            0.0
+        },
+        latency_ms: n(r.latency_ms),
+        ttft_ms: n(r.ttft_ms),
+        attempts: i64::from(r.attempts),
+        cache_hit: r.cache_hit,
+        stream: r.stream,
+        started_at: r.started_at_ms,
+        finished_at: r.finished_at_ms,
+        node_id: clip(r.node_id, 128),
+        request_id: clip(r.request_id, 128),
+        attempts_json: clip(r.attempts_json, 16 * 1024),
+        input: opt(clip(r.input_json, MAX_PAYLOAD)),
+        output: opt(clip(r.output_json, MAX_PAYLOAD)),
+    })
+}
+
+/// Stores one batch in one transaction; returns (stored, duplicates).
+pub async fn store(
+    st: &AppState,
+    records: Vec<pb::UsageRecord>,
+) -> Result<(u32, u32), db::DbError> {
+    let total = records.len() as u32;
+    let rows: Vec<LogRow> = records.into_iter().filter_map(to_row).collect();
+    let invalid = total - rows.len() as u32;
+    let mut tx = st.db().begin().await?;
+    let mut stored = 0u64;
+    for chunk in rows.chunks(500) {
+        stored += db::logs::insert_batch(&mut *tx, chunk).await?;
+    }
+    tx.commit().await?;
+    if invalid > 0 {
+        tracing::warn!(invalid, "dropped malformed usage records");
+    }
+    Ok((stored as u32, total - invalid - stored as u32))
+}
+
+type AckStream = Pin<Box<dyn Stream<Item = Result<pb::IngestAck, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl LogService for LogSvc {
+    type IngestStream = AckStream;
+
+    async fn ingest(
+        &self,
+        req: Request<Streaming<pb::LogBatch>>,
+    ) -> Result<Response<AckStream>, Status> {
+        super::node_auth(&self.st, &req)?;
+        let mut batches = req.into_inner();
+        let st = self.st.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            while let Some(b) = batches.next().await {
+                let b = match b {
+                    Ok(b) => b,
+                    Err(_) => break,
+                };
+                if b.records.len() > MAX_BATCH {
+                    let _ = tx
+                        .send(Err(Status::invalid_argument(format!(
+                            "a batch may hold at most {MAX_BATCH} records"
+                        ))))
+                        .await;
+                    break;
+                }
+                let n = b.records.len() as u64;
+                match store(&st, b.records).await {
+                    Ok((stored, duplicates)) => {
+                        st.0.metrics.ingest_records.fetch_add(n, Ordering::Relaxed);
+                        st.0.metrics.ingest_batches.fetch_add(1, Ordering::Relaxed);
+                        if tx
+                            .send(Ok(pb::IngestAck {
+                                batch_id: b.batch_id,
+                                stored,
+                                duplicates,
+                            }))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot store a log batch; the node will resend it");
+                        let _ = tx
+                            .send(Err(Status::unavailable("cannot store logs right now")))
+                            .await;
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}

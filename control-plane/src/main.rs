@@ -1,0 +1,5 @@
+//! `aiproxy-control-plane`
+
+fn main() {
+    control_plane::entry::main()
+}

@@ -1,0 +1,69 @@
+//! Prometheus metrics of a control-plane replica (`/metrics`): API requests, connected nodes,
+//! log ingest, database pool.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct Metrics {
+    pub api_requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    pub ingest_records: AtomicU64,
+    pub ingest_batches: AtomicU64,
+    pub connected_nodes: AtomicU64,
+}
+
+impl Metrics {
+    pub fn api_request(&self, method: &str, route: &str, status: u16) {
+        if let Ok(mut m) = self.api_requests.lock() {
+            *m.entry((method.to_string(), route.to_string(), status))
+                .or_default() += 1;
+        }
+    }
+
+    pub fn render(&self, pool_size: u32, pool_idle: usize) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP aiproxy_api_requests_total Admin API requests.\n# TYPE aiproxy_api_requests_total counter"
+        );
+        if let Ok(m) = self.api_requests.lock() {
+            for ((method, route, status), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "aiproxy_api_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP aiproxy_connected_nodes Data-plane nodes connected to this replica.\n# TYPE aiproxy_connected_nodes gauge\naiproxy_connected_nodes {}",
+            self.connected_nodes.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP aiproxy_ingest_records_total Usage records received from nodes.\n# TYPE aiproxy_ingest_records_total counter\naiproxy_ingest_records_total {}",
+            self.ingest_records.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP aiproxy_ingest_batches_total Log batches stored.\n# TYPE aiproxy_ingest_batches_total counter\naiproxy_ingest_batches_total {}",
+            self.ingest_batches.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP aiproxy_db_pool_connections Database pool connections.\n# TYPE aiproxy_db_pool_connections gauge"
+        );
+        let _ = writeln!(
+            out,
+            "aiproxy_db_pool_connections{{state=\"idle\"}} {pool_idle}"
+        );
+        let _ = writeln!(
+            out,
+            "aiproxy_db_pool_connections{{state=\"in_use\"}} {}",
+            (pool_size as usize).saturating_sub(pool_idle)
+        );
+        out
+    }
+}

@@ -1,0 +1,58 @@
+//! Business rules, one module per aggregate: the only layer that decides who may do what and
+//! what is valid. REST handlers, gRPC AdminService and web-admin views all call these.
+
+pub mod api_keys;
+pub mod audit;
+pub mod auth;
+pub mod bootstrap;
+pub mod housekeeping;
+pub mod listen;
+pub mod logs;
+pub mod members;
+pub mod models;
+pub mod nodes;
+pub mod orgs;
+pub mod projects;
+pub mod providers;
+pub mod rotate;
+pub mod settings;
+pub mod snapshot;
+pub mod usage;
+
+pub use auth::Principal;
+
+/// Serialises a unix-ms timestamp as RFC 3339 in API responses.
+pub fn ser_time<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::domain::time::rfc3339(*ms))
+}
+
+pub fn ser_opt_time<S: serde::Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => s.serialize_str(&crate::domain::time::rfc3339(*ms)),
+        None => s.serialize_none(),
+    }
+}
+
+/// Commits a change. When it alters what nodes serve, the configuration version is bumped in
+/// the same transaction, other replicas are told (Postgres NOTIFY, delivered on commit), and the
+/// local snapshot hub rebuilds.
+pub(crate) async fn commit(
+    st: &crate::state::AppState,
+    mut tx: crate::db::Tx,
+    affects_config: bool,
+) -> crate::error::ApiResult<()> {
+    if affects_config {
+        crate::db::bump_config_version(&mut tx).await?;
+        if st.db().backend() == crate::db::Backend::Postgres {
+            sqlx::query("SELECT pg_notify('aiproxy_config', 'changed')")
+                .execute(&mut *tx)
+                .await
+                .map_err(crate::db::DbError::from)?;
+        }
+    }
+    tx.commit().await.map_err(crate::db::DbError::from)?;
+    if affects_config {
+        st.config_changed();
+    }
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! Periodic housekeeping: expired sessions, and request logs older than the retention period
+//! (`AIPROXY_LOG_RETENTION_DAYS`, default 30; 0 keeps logs forever), deleted in chunks.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::db;
+use crate::state::AppState;
+
+pub fn spawn(st: AppState, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = db::sessions::delete_expired(st.db().pool(), st.now_ms()).await {
+                tracing::debug!(error = %e, "session cleanup failed");
+            }
+            let removed = apply_retention(&st).await;
+            if removed > 0 {
+                tracing::info!(
+                    removed,
+                    days = st.config().log_retention_days,
+                    "deleted request logs past retention"
+                );
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(300)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    })
+}
+
+/// Deletes request logs past retention, 10 000 rows per statement; returns how many went.
+pub async fn apply_retention(st: &AppState) -> u64 {
+    let days = st.config().log_retention_days;
+    if days == 0 {
+        return 0;
+    }
+    let before = st.now_ms() - i64::from(days) * 86_400_000;
+    let mut total = 0;
+    loop {
+        match db::logs::delete_older_than(st.db().pool(), before, 10_000).await {
+            Ok(0) => return total,
+            Ok(n) => total += n,
+            Err(e) => {
+                tracing::warn!(error = %e, "log retention failed");
+                return total;
+            }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Configuration snapshots for data-plane nodes: built from the database in one consistent read,
+//! versioned by `config_state.version`, published to every watching node. The builder wakes on a
+//! local change, on a Postgres NOTIFY from another replica, or on a 1 s safety-net poll, and
+//! rebuilds only when the version moved. Provider secrets are decrypted here and re-sealed per
+//! node token (see `data_plane::seal`), so they never cross the wire or rest on a node in clear.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use data_plane::seal::SealKey;
+use prost::Message;
+use proto::v1 as pb;
+use tokio::sync::{Notify, watch};
+
+use crate::db;
+use crate::service::{providers, rotate};
+use crate::state::AppState;
+
+/// A built snapshot with its secrets still in clear (in memory only), and its sealed encodings
+/// per node-token key, computed once per key.
+pub struct BuiltSnapshot {
+    pub version: u64,
+    base: pb::Snapshot,
+    /// (credential index in `base.credentials`, sealed payload JSON in clear)
+    secrets: Vec<(usize, Vec<u8>)>,
+    signing: Vec<(usize, Vec<u8>)>,
+    encoded: Mutex<HashMap<String, Bytes>>,
+}
+
+impl std::fmt::Debug for BuiltSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BuiltSnapshot(v{})", self.version)
+    }
+}
+
+impl BuiltSnapshot {
+    /// The protobuf bytes for nodes holding `key`, secrets sealed under it.
+    pub fn encode_for(&self, key: &SealKey) -> Bytes {
+        if let Ok(cache) = self.encoded.lock()
+            && let Some(b) = cache.get(key.id())
+        {
+            return b.clone();
+        }
+        let mut snap = self.base.clone();
+        for (idx, plain) in &self.secrets {
+            if let Some(c) = snap.credentials.get_mut(*idx) {
+                c.sealed_secret = key.seal(plain, c.id.as_bytes());
+            }
+        }
+        for (idx, plain) in &self.signing {
+            if let Some(k) = snap.signing_keys.get_mut(*idx) {
+                k.sealed_key = key.seal(plain, k.id.as_bytes());
+            }
+        }
+        let bytes = Bytes::from(snap.encode_to_vec());
+        if let Ok(mut cache) = self.encoded.lock() {
+            cache.insert(key.id().to_string(), bytes.clone());
+        }
+        bytes
+    }
+
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        (
+            self.base.orgs.len(),
+            self.base.projects.len(),
+            self.base.api_keys.len(),
+            self.base.credentials.len(),
+        )
+    }
+}
+
+pub struct SnapshotHub {
+    tx: watch::Sender<Option<Arc<BuiltSnapshot>>>,
+    poke: Arc<Notify>,
+}
+
+impl Default for SnapshotHub {
+    fn default() -> Self {
+        SnapshotHub::new()
+    }
+}
+
+impl SnapshotHub {
+    pub fn new() -> SnapshotHub {
+        SnapshotHub {
+            tx: watch::channel(None).0,
+            poke: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn poke(&self) {
+        self.poke.notify_one();
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<BuiltSnapshot>>> {
+        self.tx.subscribe()
+    }
+
+    pub fn current(&self) -> Option<Arc<BuiltSnapshot>> {
+        self.tx.borrow().clone()
+    }
+
+    fn publish(&self, s: BuiltSnapshot) {
+        self.tx.send_replace(Some(Arc::new(s)));
+    }
+
+    /// Runs the builder until `shutdown` fires.
+    pub fn spawn_builder(
+        st: AppState,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let poke = st.snapshots().poke.clone();
+        tokio::spawn(async move {
+            loop {
+                let current = st.snapshots().current().map(|s| s.version);
+                match db::config_version(st.db()).await {
+                    Ok(v) if Some(v as u64) != current => match build(&st).await {
+                        Ok(s) => {
+                            tracing::info!(
+                                version = s.version,
+                                credentials = s.base.credentials.len(),
+                                "built configuration snapshot"
+                            );
+                            st.snapshots().publish(s);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot build configuration snapshot; nodes keep the previous one")
+                        }
+                    },
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot read configuration version"),
+                }
+                tokio::select! {
+                    _ = poke.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        })
+    }
+}
+
+/// Builds a snapshot in one read transaction (repeatable read on Postgres).
+pub async fn build(st: &AppState) -> Result<BuiltSnapshot, db::DbError> {
+    let mut tx = st.db().begin().await?;
+    if st.db().backend() == db::Backend::Postgres {
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .execute(&mut *tx)
+            .await?;
+    }
+    let row = sqlx::query("SELECT version FROM config_state WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await?;
+    let version = db::i(&row, "version")? as u64;
+    let orgs = db::orgs::list_all(&mut *tx).await?;
+    let projects = db::projects::list_all(&mut *tx).await?;
+    let keys = db::api_keys::list_active(&mut *tx).await?;
+    let creds = db::providers::list_all(&mut *tx).await?;
+    let signing = db::providers::signing_keys(&mut *tx).await?;
+    tx.commit().await?;
+
+    let mut base = pb::Snapshot {
+        version,
+        created_at_ms: st.now_ms(),
+        orgs: orgs
+            .into_iter()
+            .map(|o| pb::Org {
+                id: o.id,
+                name: o.name,
+            })
+            .collect(),
+        projects: projects
+            .into_iter()
+            .map(|p| pb::Project {
+                id: p.id,
+                org_id: p.org_id,
+                name: p.name,
+            })
+            .collect(),
+        api_keys: keys
+            .into_iter()
+            .filter_map(|k| {
+                let hash = hex::decode(&k.key_hash).ok()?;
+                Some(pb::ApiKey {
+                    id: k.id,
+                    org_id: k.org_id,
+                    project_id: k.project_id.unwrap_or_default(),
+                    role: k.role,
+                    key_hash: hash,
+                    name: k.name,
+                })
+            })
+            .collect(),
+        credentials: Vec::with_capacity(creds.len()),
+        catalog_json: llm::catalog::BUILTIN_JSON.as_bytes().to_vec(),
+        signing_keys: Vec::new(),
+    };
+    let mut secrets = Vec::with_capacity(creds.len());
+    for c in creds {
+        let plain = match st.keys().open(
+            &c.sealed_secret,
+            &providers::aad(&c.id, &c.org_id, c.project_id.as_deref()),
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(credential_id = %c.id, error = %e, "cannot decrypt provider secret; left out of the snapshot");
+                continue;
+            }
+        };
+        let mut meta: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&c.metadata).unwrap_or_default();
+        meta.remove("_sealed");
+        secrets.push((base.credentials.len(), plain));
+        base.credentials.push(pb::Credential {
+            id: c.id,
+            org_id: c.org_id,
+            project_id: c.project_id.unwrap_or_default(),
+            name: c.name,
+            r#type: c.provider_type,
+            metadata_json: serde_json::Value::Object(meta).to_string(),
+            sealed_secret: Vec::new(),
+            updated_at_ms: c.updated_at,
+        });
+    }
+    let mut signing_plain = Vec::new();
+    for k in signing {
+        match st
+            .keys()
+            .open(&k.sealed_key, &rotate::signing_key_aad(&k.id))
+        {
+            Ok(p) => {
+                signing_plain.push((base.signing_keys.len(), p));
+                base.signing_keys.push(pb::SigningKey {
+                    id: k.id,
+                    sealed_key: Vec::new(),
+                    active: k.active,
+                });
+            }
+            Err(e) => {
+                tracing::error!(signing_key_id = %k.id, error = %e, "cannot decrypt signing key")
+            }
+        }
+    }
+    Ok(BuiltSnapshot {
+        version,
+        base,
+        secrets,
+        signing: signing_plain,
+        encoded: Mutex::new(HashMap::new()),
+    })
+}

@@ -1,0 +1,23 @@
+//! Standalone: the embedded data-plane node, pointed at this replica's gRPC address, with its
+//! last-known-good cache under the data directory.
+
+use std::net::SocketAddr;
+
+use data_plane::config::NodeConfig;
+use data_plane::node::RunningNode;
+
+use crate::run::Running;
+
+pub async fn start_node(running: &Running, addr: SocketAddr) -> anyhow::Result<RunningNode> {
+    let cfg = running.state.config();
+    let token = cfg
+        .node_token
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("configuration error: AIPROXY_NODE_TOKEN: required"))?;
+    let mut node = NodeConfig::defaults(format!("http://{}", running.grpc_addr), token);
+    node.proxy_addr = addr;
+    node.cache_dir = cfg.data_dir.join("node");
+    node.upstream_policy = cfg.upstream_policy.clone();
+    node.node_id = format!("standalone-{}", std::process::id());
+    data_plane::node::start(node).await
+}
