@@ -1,0 +1,275 @@
+//! The log pipeline: `submit` puts a record on a bounded in-memory queue without ever waiting
+//! (a full queue drops and counts); the shipper batches records (500, or every second) and
+//! sends them over `LogService.Ingest`, one acknowledgement per batch. While the control plane
+//! is unreachable batches go to the encrypted on-disk spool, which is drained first, oldest
+//! first, once it is back — so records arrive in order; the control plane ignores records it
+//! already has, so a resend after a lost acknowledgement stores nothing twice.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use proto::v1 as pb;
+use proto::v1::log_service_client::LogServiceClient;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::NodeConfig;
+use crate::metrics::Metrics;
+use crate::record::{RecordSink, RequestRecord};
+use crate::spool::Spool;
+
+pub const QUEUE_CAPACITY: usize = 50_000;
+const BATCH_MAX: usize = 500;
+const BATCH_WAIT: Duration = Duration::from_secs(1);
+const ACK_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct LogPipeline {
+    tx: mpsc::Sender<RequestRecord>,
+    metrics: Arc<Metrics>,
+}
+
+impl RecordSink for LogPipeline {
+    fn submit(&self, record: RequestRecord) {
+        match self.tx.try_send(record) {
+            Ok(()) => {
+                self.metrics.log_queue_depth.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => self.metrics.dropped("queue_full", 1),
+        }
+    }
+}
+
+pub fn to_proto(r: RequestRecord, node_id: &str) -> pb::UsageRecord {
+    let attempts = serde_json::Value::Array(
+        r.attempts.iter().map(|a| serde_json::json!({"credential": a.credential, "provider": a.provider, "status": a.status, "error": a.error, "latency_ms": a.latency_ms})).collect(),
+    );
+    pb::UsageRecord {
+        id: r.id,
+        org_id: r.org_id,
+        project_id: r.project_id.unwrap_or_default(),
+        api_key_id: r.api_key_id,
+        model: r.model,
+        provider_type: r.provider_type,
+        credential_name: r.credential_name,
+        route: r.route.to_string(),
+        status: u32::from(r.status),
+        error_type: r.error_type,
+        prompt_tokens: r.usage.prompt_tokens,
+        completion_tokens: r.usage.completion_tokens,
+        cached_tokens: r.usage.cached_tokens,
+        cache_write_tokens: r.usage.cache_write_tokens,
+        reasoning_tokens: r.usage.reasoning_tokens,
+        cost_usd: r.cost_usd,
+        latency_ms: r.latency_ms,
+        ttft_ms: r.ttft_ms,
+        attempts: r.attempts.len() as u32,
+        cache_hit: r.cache_hit,
+        started_at_ms: r.started_at_ms,
+        finished_at_ms: r.finished_at_ms,
+        node_id: node_id.to_string(),
+        stream: r.stream,
+        input_json: r.input.map(|v| v.to_string()).unwrap_or_default(),
+        output_json: r.output.map(|v| v.to_string()).unwrap_or_default(),
+        attempts_json: attempts.to_string(),
+        request_id: r.request_id,
+        error_message: r.error_message,
+    }
+}
+
+/// An open Ingest stream: batches go out on `out`, acknowledgements come back on `acks`.
+struct Conn {
+    out: mpsc::Sender<pb::LogBatch>,
+    acks: tonic::Streaming<pb::IngestAck>,
+}
+
+pub struct Shipper {
+    cfg: NodeConfig,
+    rx: mpsc::Receiver<RequestRecord>,
+    spool: Spool,
+    metrics: Arc<Metrics>,
+    conn: Option<Conn>,
+}
+
+pub fn pipeline(cfg: &NodeConfig, metrics: Arc<Metrics>) -> (Arc<LogPipeline>, Shipper) {
+    let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+    let spool = Spool::open(
+        cfg.cache_dir.join("spool"),
+        cfg.node_token.expose(),
+        cfg.spool_max_bytes,
+        metrics.clone(),
+    );
+    (
+        Arc::new(LogPipeline {
+            tx,
+            metrics: metrics.clone(),
+        }),
+        Shipper {
+            cfg: cfg.clone(),
+            rx,
+            spool,
+            metrics,
+            conn: None,
+        },
+    )
+}
+
+impl Shipper {
+    async fn connect(&mut self) -> Result<(), String> {
+        let channel = crate::sync::channel(&self.cfg).await?;
+        let mut client = LogServiceClient::new(channel);
+        let (out, out_rx) = mpsc::channel::<pb::LogBatch>(2);
+        let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(out_rx));
+        if let Ok(v) = format!("Bearer {}", self.cfg.node_token.expose()).parse() {
+            req.metadata_mut().insert("authorization", v);
+        }
+        let acks = client
+            .ingest(req)
+            .await
+            .map_err(|s| format!("ingest refused: {}", s.message()))?
+            .into_inner();
+        self.conn = Some(Conn { out, acks });
+        Ok(())
+    }
+
+    /// Sends one batch and waits for its acknowledgement.
+    async fn send(&mut self, batch: pb::LogBatch) -> Result<(), String> {
+        if self.conn.is_none() {
+            self.connect().await?;
+        }
+        let n = batch.records.len() as u64;
+        let id = batch.batch_id.clone();
+        let result = async {
+            let conn = self.conn.as_mut().ok_or("no connection")?;
+            conn.out
+                .send(batch)
+                .await
+                .map_err(|_| "ingest stream closed".to_string())?;
+            match tokio::time::timeout(ACK_TIMEOUT, conn.acks.next()).await {
+                Ok(Some(Ok(ack))) if ack.batch_id == id => Ok(()),
+                Ok(Some(Ok(ack))) => Err(format!(
+                    "acknowledgement for another batch ({})",
+                    ack.batch_id
+                )),
+                Ok(Some(Err(s))) => Err(format!("ingest failed: {}", s.message())),
+                Ok(None) => Err("ingest stream ended".to_string()),
+                Err(_) => Err("no acknowledgement in time".to_string()),
+            }
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                self.metrics.shipped_records.fetch_add(n, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.conn = None;
+                Err(e)
+            }
+        }
+    }
+
+    fn take(&mut self, first: RequestRecord, batch: &mut Vec<pb::UsageRecord>) {
+        self.metrics.log_queue_depth.fetch_sub(1, Ordering::Relaxed);
+        batch.push(to_proto(first, &self.cfg.node_id));
+    }
+
+    fn new_batch(&self, records: Vec<pb::UsageRecord>) -> pb::LogBatch {
+        pb::LogBatch {
+            batch_id: uuid::Uuid::new_v4().to_string(),
+            node_id: self.cfg.node_id.clone(),
+            records,
+        }
+    }
+
+    /// Gathers up to BATCH_MAX records, waiting at most BATCH_WAIT after the first.
+    async fn gather(&mut self, first: RequestRecord) -> pb::LogBatch {
+        let mut records = Vec::with_capacity(64);
+        self.take(first, &mut records);
+        let deadline = tokio::time::Instant::now() + BATCH_WAIT;
+        while records.len() < BATCH_MAX {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(r)) => self.take(r, &mut records),
+                _ => break,
+            }
+        }
+        self.new_batch(records)
+    }
+
+    /// Ships spooled batches, oldest first; stops at the first failure.
+    async fn drain_spool(&mut self) -> bool {
+        while let Some(b) = self.spool.peek() {
+            match self.send(b).await {
+                Ok(()) => self.spool.pop(),
+                Err(e) => {
+                    tracing::debug!(error = %e, "control plane not taking logs yet");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            if !self.spool.is_empty() {
+                if self.drain_spool().await {
+                    backoff = Duration::from_millis(200);
+                    tracing::info!("spooled usage records delivered");
+                } else {
+                    // Keep memory bounded while the control plane is away: spool what arrives.
+                    let until = tokio::time::Instant::now() + backoff;
+                    loop {
+                        tokio::select! {
+                            r = self.rx.recv() => match r {
+                                Some(r) => { let b = self.gather(r).await; self.spool.push(&b); }
+                                None => return,
+                            },
+                            _ = tokio::time::sleep_until(until) => break,
+                            _ = shutdown.cancelled() => { self.flush().await; return; }
+                        }
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            }
+            let first = tokio::select! {
+                r = self.rx.recv() => match r { Some(r) => r, None => return },
+                _ = shutdown.cancelled() => { self.flush().await; return; }
+            };
+            let batch = self.gather(first).await;
+            if let Err(e) = self.send(batch.clone()).await {
+                tracing::warn!(error = %e, records = batch.records.len(), "control plane unreachable for logs; spooling to disk");
+                self.spool.push(&batch);
+            }
+        }
+    }
+
+    /// On shutdown: everything still queued is sent, or spooled for the next start.
+    async fn flush(&mut self) {
+        let mut records = Vec::new();
+        while let Ok(r) = self.rx.try_recv() {
+            self.take(r, &mut records);
+        }
+        let mut pending: Vec<pb::LogBatch> = records
+            .chunks(BATCH_MAX)
+            .map(|c| self.new_batch(c.to_vec()))
+            .collect();
+        let reachable = self.spool.is_empty()
+            || tokio::time::timeout(Duration::from_secs(5), self.drain_spool())
+                .await
+                .unwrap_or(false);
+        for b in pending.drain(..) {
+            let sent = reachable
+                && tokio::time::timeout(Duration::from_secs(5), self.send(b.clone()))
+                    .await
+                    .map(|r| r.is_ok())
+                    .unwrap_or(false);
+            if !sent {
+                self.spool.push(&b);
+            }
+        }
+    }
+}

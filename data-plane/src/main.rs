@@ -1,0 +1,5 @@
+//! `aiproxy-data-plane`
+
+fn main() {
+    data_plane::entry::main()
+}

@@ -1,0 +1,632 @@
+//! One proxied call, end to end: authenticate, find the project context and the candidate
+//! credentials, try them in the balancer's order until one answers (failing over only on errors
+//! that mean the upstream did not process the request, and waiting out rate limits within the
+//! request's budget), then answer the client — streamed as it arrives — and record usage.
+
+mod respond;
+mod stream;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use llm::catalog::Format;
+use serde_json::Value;
+
+use crate::balance::Unavailable;
+use crate::error::ProxyError;
+use crate::node::Node;
+use crate::record::{Attempt, RequestRecord, now_ms};
+use crate::routing::{self, Candidate, RouteKind};
+use crate::snapshot::Snapshot;
+use crate::upstream::{self, AttemptError, CallShape, ClientFormat, Mode};
+
+/// The longest the proxy waits for a rate-limited credential's reset before answering 429.
+pub const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(10);
+
+/// Everything about the call that outlives the attempt loop.
+pub(crate) struct Call {
+    node: Node,
+    record: RequestRecord,
+    started: Instant,
+    request_id: String,
+    log_payload: bool,
+    /// The wire format the client speaks (its answers and errors are rendered in it).
+    client: ClientFormat,
+    /// Where to store a successful answer, when caching applies.
+    cache: Option<CacheWrite>,
+}
+
+#[derive(Clone)]
+pub(crate) struct CacheWrite {
+    key: crate::cache::Key,
+    ttl_secs: u64,
+    write: bool,
+}
+
+impl Call {
+    fn finish(mut self, status: u16, error_type: &str, message: &str) {
+        self.record.status = status;
+        self.record.error_type = error_type.to_string();
+        self.record.error_message = message.chars().take(2000).collect();
+        self.record.latency_ms = self.started.elapsed().as_millis() as u64;
+        self.record.finished_at_ms = now_ms();
+        self.node.metrics.observe(&self.record);
+        self.node.sink.submit(self.record);
+    }
+
+    /// Records a failure and renders it with the call's headers.
+    fn fail(self, err: ProxyError, used: Option<&str>) -> Response {
+        let ids = self.ids(used);
+        let rid = self.request_id.clone();
+        self.finish(
+            err.status.as_u16(),
+            err.code.as_deref().unwrap_or("error"),
+            &err.message,
+        );
+        with_ids(err.into_response(), &rid, &ids)
+    }
+
+    fn ids(&self, used: Option<&str>) -> Vec<(&'static str, String)> {
+        let mut v = vec![
+            ("x-bt-attempts", self.record.attempts.len().to_string()),
+            ("x-bt-log-id", self.record.id.clone()),
+        ];
+        if let Some(u) = used {
+            v.push(("x-bt-used-endpoint", u.to_string()));
+        }
+        if self.cache.is_some() {
+            v.push(("x-bt-cached", "MISS".to_string()));
+        }
+        v
+    }
+
+    /// Stores a successful answer in the background (never delays the client).
+    fn store(&self, content_type: &str, stream: bool, body: Vec<u8>) {
+        let Some(c) = self.cache.clone().filter(|c| c.write) else {
+            return;
+        };
+        let entry = crate::cache::Entry {
+            created_ms: now_ms(),
+            ttl_secs: c.ttl_secs,
+            content_type: content_type.to_string(),
+            used_endpoint: self.record.credential_name.clone(),
+            provider: self.record.provider_type.clone(),
+            stream,
+            usage: self.record.usage,
+            body,
+        };
+        let node = self.node.clone();
+        tokio::spawn(async move { node.cache.put(&c.key, &entry).await });
+    }
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+fn with_ids(mut resp: Response, request_id: &str, extra: &[(&'static str, String)]) -> Response {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-request-id", v);
+    }
+    for (k, v) in extra {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(*k, v);
+        }
+    }
+    resp
+}
+
+/// The JSON body (the proxy reads only the fields it needs; the rest passes through).
+pub fn parse_body(raw: &[u8]) -> Result<Value, ProxyError> {
+    let v: Value = serde_json::from_slice(raw).map_err(|e| {
+        ProxyError::bad_request(
+            "invalid_json",
+            format!("We could not parse the JSON body of your request: {e}"),
+        )
+    })?;
+    if !v.is_object() {
+        return Err(ProxyError::bad_request(
+            "invalid_json",
+            "The request body must be a JSON object.",
+        ));
+    }
+    Ok(v)
+}
+
+pub fn model_of(v: &Value) -> Result<String, ProxyError> {
+    match v.get("model") {
+        Some(Value::String(m)) if !m.trim().is_empty() && m.len() <= 512 => Ok(m.clone()),
+        Some(Value::String(_)) | None => Err(ProxyError::invalid_param(
+            "model",
+            "`model` is required: the model to call, e.g. \"gpt-4o\".",
+        )),
+        Some(_) => Err(ProxyError::invalid_param(
+            "model",
+            "`model` must be a string.",
+        )),
+    }
+}
+
+pub async fn read_body(node: &Node, body: Body) -> Result<Bytes, ProxyError> {
+    axum::body::to_bytes(body, node.cfg.max_body_bytes)
+        .await
+        .map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.to_string().contains("length limit")
+            {
+                ProxyError::too_large(node.cfg.max_body_bytes)
+            } else {
+                ProxyError::bad_request(
+                    "invalid_body",
+                    format!("Could not read the request body: {e}"),
+                )
+            }
+        })
+}
+
+pub async fn handle(node: Node, kind: RouteKind, headers: HeaderMap, body: Body) -> Response {
+    let rid = request_id(&headers);
+    let resp = match run(node, kind, &headers, body, &rid).await {
+        Ok(resp) => resp,
+        Err(e) => with_ids(e.into_response(), &rid, &[]),
+    };
+    if kind == RouteKind::Messages && !resp.status().is_success() {
+        return anthropic_error(resp).await;
+    }
+    resp
+}
+
+/// Re-renders an error response (OpenAI shape) in Anthropic's error envelope, keeping the
+/// status and headers, for clients of the Anthropic Messages route.
+async fn anthropic_error(resp: Response) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+    let out = llm::anthropic::ingress_error_body(parts.status.as_u16(), &message).to_string();
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(out))
+}
+
+async fn run(
+    node: Node,
+    kind: RouteKind,
+    headers: &HeaderMap,
+    body: Body,
+    rid: &str,
+) -> Result<Response, ProxyError> {
+    let started = Instant::now();
+    let raw = read_body(&node, body).await?;
+    let snap = node.store.load().ok_or_else(ProxyError::not_ready)?;
+    let key = crate::auth::authenticate(&snap, headers)?;
+    let caller = key;
+    let ctx = routing::resolve_context(
+        &snap,
+        &caller.key,
+        headers,
+        caller.temp.as_ref().and_then(|t| t.log.as_deref()),
+    )?;
+    let body = parse_body(&raw)?;
+    let model = model_of(&body)?;
+    // The Anthropic Messages route: the request is read as Anthropic's format and carried as
+    // an OpenAI chat request (sent natively when the provider is Anthropic).
+    let (client, chat, native, raw) = if kind == RouteKind::Messages {
+        let chat = llm::anthropic::ingress_request_to_chat(&body).map_err(|e| match e {
+            llm::TranslateError::InvalidRequest {
+                message,
+                param: Some(p),
+            } => ProxyError::invalid_param(&p, message),
+            other => ProxyError::bad_request("invalid_request", other.to_string()),
+        })?;
+        let raw = Bytes::from(serde_json::to_vec(&chat).unwrap_or_default());
+        (ClientFormat::Anthropic, chat, Some(body), raw)
+    } else {
+        (ClientFormat::OpenAi, body, None, raw)
+    };
+    let body = chat;
+    let client_body = native.as_ref().unwrap_or(&body);
+    if let Some(allowed) = caller.temp.as_ref().and_then(|t| t.mdl.as_ref())
+        && !allowed.contains(&model)
+    {
+        return Err(ProxyError::forbidden(format!(
+            "This temporary credential is limited to {}.",
+            allowed.join(", ")
+        )));
+    }
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    // Anthropic-format clients always get usage (message_start / message_delta).
+    let include_usage = client == ClientFormat::Anthropic
+        || body
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+    let log_payload = ctx.log_project.is_some();
+    // From here on, every outcome is recorded.
+    let mut call = Call {
+        node: node.clone(),
+        record: RequestRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            request_id: rid.to_string(),
+            org_id: ctx.org.id.clone(),
+            project_id: ctx.project.map(|p| p.id.clone()),
+            api_key_id: ctx.key.id.clone(),
+            model: model.clone(),
+            route: kind.name(),
+            stream,
+            started_at_ms: now_ms(),
+            input: log_payload.then(|| crate::payload::input_for_log(client_body)),
+            ..Default::default()
+        },
+        started,
+        request_id: rid.to_string(),
+        log_payload,
+        client,
+        cache: None,
+    };
+    if stream && matches!(kind, RouteKind::Embeddings) {
+        return Ok(call.fail(
+            ProxyError::invalid_param("stream", "Embeddings cannot be streamed."),
+            None,
+        ));
+    }
+    let endpoint = headers
+        .get("x-bt-endpoint-name")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let cands = match routing::candidates(&snap, &ctx, &model, kind, endpoint) {
+        Ok(c) => c,
+        Err(e) => return Ok(call.fail(e, None)),
+    };
+    match crate::cache::plan(kind, headers, client_body) {
+        Err(e) => return Ok(call.fail(e, None)),
+        Ok(None) => {}
+        Ok(Some(plan)) => {
+            let key = crate::cache::key(
+                kind,
+                &ctx.org.id,
+                ctx.project.map(|p| p.id.as_str()),
+                endpoint,
+                headers,
+                client_body,
+            );
+            if plan.read
+                && let Some(entry) = node.cache.get(&key, now_ms(), plan.max_age_secs).await
+            {
+                return Ok(respond::from_cache(call, entry));
+            }
+            call.cache = Some(CacheWrite {
+                key,
+                ttl_secs: plan.ttl_secs,
+                write: plan.write,
+            });
+        }
+    }
+    let shape = CallShape {
+        kind,
+        requested_model: model,
+        stream,
+        include_usage,
+        client,
+    };
+    let bodies = Bodies {
+        chat: body,
+        raw,
+        native,
+    };
+    Ok(attempt_loop(call, &snap, cands, shape, bodies, headers).await)
+}
+
+/// The request in the forms attempts need: the OpenAI chat body, its bytes (forwarded as they
+/// are to OpenAI-format providers), and the client's Anthropic body for the Messages route.
+struct Bodies {
+    chat: Value,
+    raw: Bytes,
+    native: Option<Value>,
+}
+
+/// A successful upstream answer, with the first stream chunk already read (so a stream that
+/// breaks before its first byte still fails over).
+pub(crate) struct Answer {
+    pub parts: http::response::Parts,
+    pub body: Incoming,
+    pub first: Option<Bytes>,
+    pub mode: Mode,
+    /// The upstream's wire format.
+    pub format: Format,
+    /// The synthetic tool that forces structured output, when the translation added one.
+    pub forced: Option<String>,
+}
+
+async fn attempt_loop(
+    mut call: Call,
+    snap: &Arc<Snapshot>,
+    cands: Vec<Candidate>,
+    shape: CallShape,
+    bodies: Bodies,
+    headers: &HeaderMap,
+) -> Response {
+    let node = call.node.clone();
+    let deadline = Instant::now() + node.cfg.timeouts.request_budget;
+    let max = node.cfg.max_attempts as usize;
+    let mut tried: HashSet<String> = HashSet::new();
+    let mut last: Option<(Candidate, AttemptError)> = None;
+    let mut blocked_last: Vec<(Candidate, Unavailable)> = Vec::new();
+    while call.record.attempts.len() < max && Instant::now() < deadline {
+        let (usable, blocked) = node.balancer.order(cands.clone());
+        blocked_last = blocked;
+        let Some(cand) = usable.into_iter().find(|c| !tried.contains(&c.cred.id)) else {
+            // Nothing usable left this round: wait for the soonest rate-limit reset, if it is
+            // close enough and within the request's budget.
+            let now = node.balancer.now_ms();
+            let soonest = blocked_last
+                .iter()
+                .filter(|(_, u)| matches!(u, Unavailable::RateLimited { .. }))
+                .map(|(_, u)| u.until_ms())
+                .min();
+            match soonest {
+                Some(t)
+                    if Duration::from_millis((t - now).max(0) as u64) <= MAX_RATE_LIMIT_WAIT
+                        && Instant::now() + Duration::from_millis((t - now).max(0) as u64)
+                            < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis((t - now).max(0) as u64 + 5)).await;
+                    tried.clear();
+                    continue;
+                }
+                _ => break,
+            }
+        };
+        tried.insert(cand.cred.id.clone());
+        let t0 = Instant::now();
+        let guard = node.balancer.begin(&cand.cred);
+        let result = attempt(&node, &cand, &shape, &bodies, headers).await;
+        let latency_ms = t0.elapsed().as_millis() as u64;
+        let status = match &result {
+            Ok(a) => a.parts.status.as_u16(),
+            Err(e) => e.status_code(),
+        };
+        let error = result
+            .as_ref()
+            .err()
+            .map(AttemptError::describe)
+            .unwrap_or_default();
+        call.record.attempts.push(Attempt {
+            credential: cand.cred.name.clone(),
+            provider: cand.cred.provider_type.clone(),
+            status,
+            error,
+            latency_ms,
+        });
+        call.record.provider_type = cand.cred.provider_type.clone();
+        call.record.credential_name = cand.cred.name.clone();
+        match result {
+            Ok(answer) => return respond::respond(call, snap, cand, shape, answer, guard).await,
+            Err(e) => {
+                tracing::info!(credential = %cand.cred.name, provider = %cand.cred.provider_type, error = %e.describe(), "upstream attempt failed");
+                if !e.retryable() {
+                    guard.fail(&e);
+                    let err = match &e {
+                        AttemptError::Status { status, body, .. } => {
+                            upstream::final_upstream_error(&cand.cred, *status, body)
+                        }
+                        other => ProxyError::upstream(
+                            StatusCode::BAD_GATEWAY,
+                            "upstream_error",
+                            other.describe(),
+                            false,
+                        ),
+                    };
+                    return call.fail(err, Some(&cand.cred.name));
+                }
+                guard.fail(&e);
+                last = Some((cand, e));
+            }
+        }
+    }
+    let now = node.balancer.now_ms();
+    let err = exhausted(last, &blocked_last, call.record.attempts.len(), now);
+    call.fail(err, None)
+}
+
+/// The error when no attempt succeeded: which kind of failure, never a provider's secret.
+fn exhausted(
+    last: Option<(Candidate, AttemptError)>,
+    blocked: &[(Candidate, Unavailable)],
+    attempts: usize,
+    now_ms: i64,
+) -> ProxyError {
+    let wait = |until: i64| (((until - now_ms).max(0) as f64) / 1000.0).ceil().max(1.0) as u64;
+    let all_limited = !blocked.is_empty()
+        && blocked
+            .iter()
+            .all(|(_, u)| matches!(u, Unavailable::RateLimited { .. }));
+    let rate_limited = |retry: u64, name: &str| ProxyError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        kind: "rate_limit_error",
+        retry_after: Some(retry),
+        ..ProxyError::upstream(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_exceeded",
+            format!(
+                "Every provider credential for this model is rate limited (last: `{name}`). Retry after {retry} s."
+            ),
+            true,
+        )
+    };
+    match last {
+        Some((cand, AttemptError::Status { status, .. })) if status.as_u16() == 429 => {
+            let retry = blocked
+                .iter()
+                .map(|(_, u)| u.until_ms())
+                .min()
+                .map(wait)
+                .unwrap_or(1);
+            rate_limited(retry, &cand.cred.name)
+        }
+        Some((cand, AttemptError::Timeout(which))) => ProxyError::upstream(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            format!(
+                "The provider did not answer in time ({which} timeout, credential `{}`, {attempts} attempt(s)).",
+                cand.cred.name
+            ),
+            true,
+        ),
+        Some((cand, e)) => {
+            let status = match &e {
+                AttemptError::Status { status, .. } if matches!(status.as_u16(), 503 | 529) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            ProxyError::upstream(
+                status,
+                "upstream_unavailable",
+                format!(
+                    "All {attempts} upstream attempt(s) failed; last: credential `{}`: {}.",
+                    cand.cred.name,
+                    e.describe()
+                ),
+                true,
+            )
+        }
+        None if all_limited => {
+            let until = blocked
+                .iter()
+                .map(|(_, u)| u.until_ms())
+                .min()
+                .unwrap_or(now_ms);
+            rate_limited(wait(until), &blocked[0].0.cred.name)
+        }
+        None => {
+            let until = blocked
+                .iter()
+                .map(|(_, u)| u.until_ms())
+                .min()
+                .unwrap_or(now_ms + 1000);
+            ProxyError {
+                retry_after: Some(wait(until)),
+                ..ProxyError::upstream(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no_healthy_credential",
+                    "Every provider credential for this model is cooling down after repeated failures; retry shortly.",
+                    true,
+                )
+            }
+        }
+    }
+}
+
+/// One attempt: build the request for this credential's format, send it, and — for a stream —
+/// read the first chunk before committing to it.
+async fn attempt(
+    node: &Node,
+    cand: &Candidate,
+    shape: &CallShape,
+    bodies: &Bodies,
+    headers: &HeaderMap,
+) -> Result<Answer, AttemptError> {
+    let format = cand.served.format;
+    let prepared = match format {
+        Format::Openai => {
+            upstream::prepare_openai(cand, shape, &bodies.chat, &bodies.raw, headers)?
+        }
+        Format::Anthropic if shape.client == ClientFormat::Anthropic => {
+            upstream::prepare_translated(
+                cand,
+                shape,
+                &bodies.chat,
+                bodies.native.as_ref(),
+                headers,
+            )?
+        }
+        _ => upstream::prepare_translated(cand, shape, &bodies.chat, None, headers)?,
+    };
+    let resp = upstream::send(
+        &node.client,
+        &node.cfg.upstream_policy,
+        prepared.request,
+        node.cfg.timeouts.first_byte,
+    )
+    .await?;
+    let (parts, mut body) = resp.into_parts();
+    if !parts.status.is_success() {
+        let text = upstream::read_body(body, 1024 * 1024, node.cfg.timeouts.first_byte)
+            .await
+            .unwrap_or_default();
+        // Provider error bodies are carried in OpenAI shape from here on.
+        let (status, text) = upstream::error_to_openai(format, parts.status, &parts.headers, &text);
+        return Err(AttemptError::Status {
+            status,
+            headers: Box::new(parts.headers),
+            body: text,
+        });
+    }
+    let mut first = None;
+    if shape.stream && prepared.mode != Mode::FakeStream {
+        loop {
+            match tokio::time::timeout(node.cfg.timeouts.first_byte, body.frame()).await {
+                Err(_) => return Err(AttemptError::Timeout("first-byte")),
+                Ok(None) => {
+                    return Err(AttemptError::Connect(
+                        "the stream ended before its first chunk".into(),
+                    ));
+                }
+                Ok(Some(Err(e))) => {
+                    return Err(AttemptError::Connect(format!(
+                        "the stream broke before its first chunk: {e}"
+                    )));
+                }
+                Ok(Some(Ok(f))) => {
+                    if let Ok(d) = f.into_data()
+                        && !d.is_empty()
+                    {
+                        first = Some(d);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(Answer {
+        parts,
+        body,
+        first,
+        mode: prepared.mode,
+        format,
+        forced: prepared.forced,
+    })
+}

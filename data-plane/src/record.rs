@@ -1,0 +1,64 @@
+//! The usage record every proxied request yields (no payloads unless `x-bt-parent` asked for
+//! them), and where records go. The node's log pipeline implements `RecordSink`.
+
+use std::sync::Arc;
+
+use llm::Usage;
+
+#[derive(Debug, Clone, Default)]
+pub struct Attempt {
+    pub credential: String,
+    pub provider: String,
+    pub status: u16,
+    pub error: String,
+    pub latency_ms: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RequestRecord {
+    pub id: String,
+    pub request_id: String,
+    pub org_id: String,
+    pub project_id: Option<String>,
+    pub api_key_id: String,
+    pub model: String,
+    pub provider_type: String,
+    pub credential_name: String,
+    pub route: &'static str,
+    pub stream: bool,
+    pub status: u16,
+    pub error_type: String,
+    pub error_message: String,
+    pub usage: Usage,
+    pub cost_usd: f64,
+    pub latency_ms: u64,
+    pub ttft_ms: u64,
+    pub attempts: Vec<Attempt>,
+    pub cache_hit: bool,
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+    /// Payloads, when logging was requested.
+    pub input: Option<serde_json::Value>,
+    pub output: Option<serde_json::Value>,
+}
+
+pub trait RecordSink: Send + Sync {
+    /// Must never block or slow the request path.
+    fn submit(&self, record: RequestRecord);
+}
+
+/// Drops records (a node without a log pipeline).
+pub struct NoopSink;
+
+impl RecordSink for NoopSink {
+    fn submit(&self, _record: RequestRecord) {}
+}
+
+pub type Sink = Arc<dyn RecordSink>;
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

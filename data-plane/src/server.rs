@@ -1,0 +1,128 @@
+//! The node's HTTP surface: the proxy API under `/v1/proxy` (and `/v1` as an alias), health,
+//! readiness and metrics.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::error::ProxyError;
+use crate::node::Node;
+use crate::routing::RouteKind;
+
+fn api() -> Router<Node> {
+    Router::new()
+        .route(
+            "/chat/completions",
+            post(|State(n): State<Node>, h: HeaderMap, b: Body| {
+                crate::proxy::handle(n, RouteKind::Chat, h, b)
+            }),
+        )
+        .route(
+            "/completions",
+            post(|State(n): State<Node>, h: HeaderMap, b: Body| {
+                crate::proxy::handle(n, RouteKind::Completions, h, b)
+            }),
+        )
+        .route(
+            "/embeddings",
+            post(|State(n): State<Node>, h: HeaderMap, b: Body| {
+                crate::proxy::handle(n, RouteKind::Embeddings, h, b)
+            }),
+        )
+        .route(
+            "/responses",
+            post(|State(n): State<Node>, h: HeaderMap, b: Body| {
+                crate::proxy::handle(n, RouteKind::Responses, h, b)
+            }),
+        )
+        .route(
+            "/anthropic/v1/messages",
+            post(|State(n): State<Node>, h: HeaderMap, b: Body| {
+                crate::proxy::handle(n, RouteKind::Messages, h, b)
+            }),
+        )
+        .route(
+            "/anthropic/messages",
+            post(|State(n): State<Node>, h: HeaderMap, b: Body| {
+                crate::proxy::handle(n, RouteKind::Messages, h, b)
+            }),
+        )
+        .route("/models", get(crate::routes::models::list))
+        .route("/credentials", post(crate::routes::credentials::mint))
+        .route("/realtime", get(crate::routes::realtime::handle))
+        .route(
+            "/models/{*model}",
+            get(|s: State<Node>, h: HeaderMap, Path(m): Path<String>| {
+                crate::routes::models::get(s, h, m)
+            }),
+        )
+}
+
+pub fn router(node: Node) -> Router {
+    Router::new()
+        .nest("/v1/proxy", api())
+        .nest("/v1", api())
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route(
+            "/metrics",
+            get(|State(n): State<Node>| async move {
+                (
+                    [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    n.metrics.render(&n.balancer.render_metrics()),
+                )
+            }),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_allowed)
+        .with_state(node)
+}
+
+async fn readyz(State(n): State<Node>) -> Response {
+    if n.ready() {
+        (
+            StatusCode::OK,
+            format!("ready (config version {})", n.store.version()),
+        )
+            .into_response()
+    } else if n.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no configuration snapshot loaded yet",
+        )
+            .into_response()
+    }
+}
+
+async fn not_found(req: Request) -> Response {
+    ProxyError {
+        status: StatusCode::NOT_FOUND,
+        code: None,
+        ..ProxyError::bad_request(
+            "",
+            format!("Invalid URL ({} {})", req.method(), req.uri().path()),
+        )
+    }
+    .into_response()
+}
+
+async fn not_allowed(req: Request) -> Response {
+    ProxyError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: None,
+        ..ProxyError::bad_request(
+            "",
+            format!(
+                "Method {} is not allowed on {}",
+                req.method(),
+                req.uri().path()
+            ),
+        )
+    }
+    .into_response()
+}

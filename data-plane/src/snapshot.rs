@@ -1,0 +1,437 @@
+//! The configuration a node serves from: an immutable, pre-indexed snapshot, built and validated
+//! completely from what the control plane sent, then swapped in atomically. Requests load it once
+//! and pass `&Snapshot` down; nothing on the request path touches a database.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use http::{HeaderName, HeaderValue};
+use llm::catalog::{Catalog, Format};
+use llm::vendor::AuthStyle;
+use prost::Message;
+use proto::v1 as pb;
+use serde::Deserialize;
+
+use crate::eligibility::{CredentialModels, credential_format};
+use crate::seal::SealKey;
+use crate::secret::Secret;
+
+#[derive(Debug, Clone)]
+pub struct Org {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRole {
+    Proxy,
+    Admin,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub id: String,
+    pub org_id: String,
+    pub project_id: Option<String>,
+    pub role: KeyRole,
+    pub name: String,
+}
+
+/// A provider credential, ready to use: secret unsealed, metadata parsed once.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub id: String,
+    pub org_id: String,
+    pub project_id: Option<String>,
+    pub name: String,
+    pub provider_type: String,
+    pub format: Format,
+    pub secret: Secret,
+    pub session_token: Option<Secret>,
+    /// Extra headers sent upstream (custom providers, attribution headers).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub api_base: Option<String>,
+    pub models: CredentialModels,
+    pub weight: f64,
+    pub auth: AuthStyle,
+    /// Azure: deployment name (default: the model), api-version.
+    pub deployment: Option<String>,
+    pub api_version: Option<String>,
+    /// Bedrock: region and access key id (IAM), or bearer API-key auth.
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    /// Bedrock: `api_key` (bearer API key) or IAM (SigV4).
+    pub auth_type: Option<String>,
+    pub organization_id: Option<String>,
+    pub supports_streaming: bool,
+    /// Changes whenever the credential's configuration changes: health state is kept across
+    /// snapshot swaps only while this stays the same.
+    pub fingerprint: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Meta {
+    api_base: Option<String>,
+    weight: Option<f64>,
+    deployment: Option<String>,
+    api_version: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    auth_type: Option<String>,
+    auth_format: Option<String>,
+    organization_id: Option<String>,
+    supports_streaming: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SealedPayload {
+    #[serde(default)]
+    secret: String,
+    #[serde(default)]
+    session_token: Option<String>,
+    #[serde(default)]
+    headers: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A key for temporary credentials.
+#[derive(Clone)]
+pub struct SigningKey {
+    pub id: String,
+    pub key: Vec<u8>,
+    pub active: bool,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKey({}, active={})", self.id, self.active)
+    }
+}
+
+#[derive(Debug)]
+pub struct Snapshot {
+    pub version: u64,
+    pub created_at_ms: i64,
+    pub orgs: HashMap<String, Org>,
+    pub org_by_name: HashMap<String, String>,
+    pub projects: HashMap<String, Project>,
+    /// (org id, project name) → project id
+    pub project_by_name: HashMap<(String, String), String>,
+    /// SHA-256 of the key → key
+    pub keys: HashMap<[u8; 32], ApiKey>,
+    /// Key id → key hash (temporary credentials name their parent key by id).
+    pub key_ids: HashMap<String, [u8; 32]>,
+    pub org_credentials: HashMap<String, Vec<Arc<Credential>>>,
+    pub project_credentials: HashMap<String, Vec<Arc<Credential>>>,
+    pub catalog: Catalog,
+    pub signing_keys: Vec<SigningKey>,
+    pub credential_count: usize,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SnapshotError {
+    #[error("snapshot does not decode: {0}")]
+    Decode(String),
+    #[error("credential {0}: secret does not unseal (node token mismatch or tampering)")]
+    Unseal(String),
+    #[error("credential {0}: {1}")]
+    Credential(String, String),
+    #[error("{0} refers to unknown {1} {2}")]
+    Dangling(String, &'static str, String),
+    #[error("duplicate {0} id {1}")]
+    Duplicate(&'static str, String),
+    #[error("model catalog: {0}")]
+    Catalog(String),
+}
+
+fn non_empty(s: String) -> Option<String> {
+    if s.is_empty() { None } else { Some(s) }
+}
+
+impl Snapshot {
+    /// Decodes, unseals and validates a snapshot. Any structural problem rejects it whole.
+    pub fn build(bytes: &[u8], key: &SealKey) -> Result<Snapshot, SnapshotError> {
+        let s = pb::Snapshot::decode(bytes).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        let catalog = Catalog::from_json(
+            std::str::from_utf8(&s.catalog_json)
+                .map_err(|e| SnapshotError::Catalog(e.to_string()))?,
+        )
+        .map_err(|e| SnapshotError::Catalog(e.to_string()))?;
+        let mut orgs = HashMap::with_capacity(s.orgs.len());
+        let mut org_by_name = HashMap::with_capacity(s.orgs.len());
+        for o in s.orgs {
+            org_by_name.insert(o.name.clone(), o.id.clone());
+            if orgs
+                .insert(
+                    o.id.clone(),
+                    Org {
+                        id: o.id.clone(),
+                        name: o.name,
+                    },
+                )
+                .is_some()
+            {
+                return Err(SnapshotError::Duplicate("org", o.id));
+            }
+        }
+        let mut projects = HashMap::with_capacity(s.projects.len());
+        let mut project_by_name = HashMap::with_capacity(s.projects.len());
+        for p in s.projects {
+            if !orgs.contains_key(&p.org_id) {
+                return Err(SnapshotError::Dangling(
+                    format!("project {}", p.id),
+                    "org",
+                    p.org_id,
+                ));
+            }
+            project_by_name.insert((p.org_id.clone(), p.name.clone()), p.id.clone());
+            if projects
+                .insert(
+                    p.id.clone(),
+                    Project {
+                        id: p.id.clone(),
+                        org_id: p.org_id,
+                        name: p.name,
+                    },
+                )
+                .is_some()
+            {
+                return Err(SnapshotError::Duplicate("project", p.id));
+            }
+        }
+        let mut keys = HashMap::with_capacity(s.api_keys.len());
+        let mut key_ids = HashMap::with_capacity(s.api_keys.len());
+        for k in s.api_keys {
+            let hash: [u8; 32] = k.key_hash.as_slice().try_into().map_err(|_| {
+                SnapshotError::Decode(format!("api key {}: hash is not 32 bytes", k.id))
+            })?;
+            if !orgs.contains_key(&k.org_id) {
+                return Err(SnapshotError::Dangling(
+                    format!("api key {}", k.id),
+                    "org",
+                    k.org_id,
+                ));
+            }
+            let project_id = non_empty(k.project_id);
+            if let Some(p) = &project_id
+                && projects
+                    .get(p)
+                    .is_none_or(|p: &Project| p.org_id != k.org_id)
+            {
+                return Err(SnapshotError::Dangling(
+                    format!("api key {}", k.id),
+                    "project",
+                    p.clone(),
+                ));
+            }
+            let role = if k.role == "admin" {
+                KeyRole::Admin
+            } else {
+                KeyRole::Proxy
+            };
+            key_ids.insert(k.id.clone(), hash);
+            keys.insert(
+                hash,
+                ApiKey {
+                    id: k.id,
+                    org_id: k.org_id,
+                    project_id,
+                    role,
+                    name: k.name,
+                },
+            );
+        }
+        let mut org_credentials: HashMap<String, Vec<Arc<Credential>>> = HashMap::new();
+        let mut project_credentials: HashMap<String, Vec<Arc<Credential>>> = HashMap::new();
+        let mut seen = std::collections::HashSet::new();
+        let credential_count = s.credentials.len();
+        for c in s.credentials {
+            if !seen.insert(c.id.clone()) {
+                return Err(SnapshotError::Duplicate("credential", c.id));
+            }
+            if !orgs.contains_key(&c.org_id) {
+                return Err(SnapshotError::Dangling(
+                    format!("credential {}", c.id),
+                    "org",
+                    c.org_id,
+                ));
+            }
+            let cred = Arc::new(credential(c, key)?);
+            match &cred.project_id {
+                Some(p) => {
+                    if projects.get(p).is_none_or(|pr| pr.org_id != cred.org_id) {
+                        return Err(SnapshotError::Dangling(
+                            format!("credential {}", cred.id),
+                            "project",
+                            p.clone(),
+                        ));
+                    }
+                    project_credentials.entry(p.clone()).or_default().push(cred)
+                }
+                None => org_credentials
+                    .entry(cred.org_id.clone())
+                    .or_default()
+                    .push(cred),
+            }
+        }
+        let mut signing_keys = Vec::new();
+        for k in s.signing_keys {
+            let plain = key
+                .open(&k.sealed_key, k.id.as_bytes())
+                .map_err(|_| SnapshotError::Unseal(format!("signing key {}", k.id)))?;
+            signing_keys.push(SigningKey {
+                id: k.id,
+                key: plain,
+                active: k.active,
+            });
+        }
+        Ok(Snapshot {
+            version: s.version,
+            created_at_ms: s.created_at_ms,
+            orgs,
+            org_by_name,
+            projects,
+            project_by_name,
+            keys,
+            key_ids,
+            org_credentials,
+            project_credentials,
+            catalog,
+            signing_keys,
+            credential_count,
+        })
+    }
+
+    pub fn key_by_id(&self, id: &str) -> Option<&ApiKey> {
+        self.key_ids.get(id).and_then(|h| self.keys.get(h))
+    }
+
+    pub fn key_by_hash(&self, hash: &[u8; 32]) -> Option<&ApiKey> {
+        self.keys.get(hash)
+    }
+
+    pub fn org_credentials(&self, org_id: &str) -> &[Arc<Credential>] {
+        self.org_credentials
+            .get(org_id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    pub fn project_credentials(&self, project_id: &str) -> &[Arc<Credential>] {
+        self.project_credentials
+            .get(project_id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// Every credential (for health bookkeeping).
+    pub fn all_credentials(&self) -> impl Iterator<Item = &Arc<Credential>> {
+        self.org_credentials
+            .values()
+            .chain(self.project_credentials.values())
+            .flatten()
+    }
+}
+
+fn credential(c: pb::Credential, key: &SealKey) -> Result<Credential, SnapshotError> {
+    let plain = key
+        .open(&c.sealed_secret, c.id.as_bytes())
+        .map_err(|_| SnapshotError::Unseal(c.id.clone()))?;
+    let payload: SealedPayload = serde_json::from_slice(&plain)
+        .map_err(|e| SnapshotError::Credential(c.id.clone(), format!("sealed payload: {e}")))?;
+    let meta_value: serde_json::Value =
+        serde_json::from_str(&c.metadata_json).unwrap_or(serde_json::Value::Null);
+    // Lenient on purpose: a field the node does not understand must not break the snapshot.
+    let meta: Meta = serde_json::from_value(meta_value.clone()).unwrap_or_default();
+    let models = CredentialModels::from_metadata(&meta_value);
+    let format = credential_format(&c.r#type, &models);
+    let preset = llm::vendor::preset(&c.r#type);
+    let auth = match (
+        c.r#type.as_str(),
+        meta.auth_type.as_deref(),
+        meta.auth_format.as_deref(),
+    ) {
+        ("custom", _, Some(f)) => AuthStyle::parse_custom(f).unwrap_or(AuthStyle::Bearer),
+        ("custom", _, None) => match format {
+            Format::Anthropic => AuthStyle::XApiKey,
+            Format::Google => AuthStyle::GoogApiKey,
+            Format::Bedrock => AuthStyle::Aws,
+            Format::Openai => AuthStyle::Bearer,
+        },
+        ("azure" | "anthropic", Some("bearer"), _) => AuthStyle::Bearer,
+        _ => preset.map(|p| p.auth).unwrap_or(AuthStyle::Bearer),
+    };
+    let mut headers = Vec::new();
+    for (k, v) in payload.headers.unwrap_or_default() {
+        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+            SnapshotError::Credential(c.id.clone(), format!("invalid header name {k:?}"))
+        })?;
+        let value = v
+            .as_str()
+            .and_then(|s| HeaderValue::from_str(s).ok())
+            .ok_or_else(|| {
+                SnapshotError::Credential(c.id.clone(), format!("invalid value for header {k:?}"))
+            })?;
+        headers.push((name, value));
+    }
+    let fingerprint = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (c.updated_at_ms, &c.metadata_json, &c.r#type, &c.name).hash(&mut h);
+        plain.hash(&mut h);
+        h.finish()
+    };
+    Ok(Credential {
+        id: c.id,
+        org_id: c.org_id,
+        project_id: non_empty(c.project_id),
+        name: c.name,
+        format,
+        secret: Secret::new(payload.secret),
+        session_token: payload.session_token.map(Secret::new),
+        headers,
+        api_base: meta.api_base.map(|s| s.trim_end_matches('/').to_string()),
+        models,
+        weight: meta
+            .weight
+            .filter(|w| w.is_finite() && *w > 0.0)
+            .unwrap_or(1.0),
+        auth,
+        deployment: meta.deployment,
+        api_version: meta.api_version,
+        region: meta.region,
+        access_key_id: meta.access_key_id,
+        auth_type: meta.auth_type.clone(),
+        organization_id: meta.organization_id,
+        supports_streaming: meta.supports_streaming.unwrap_or(true),
+        provider_type: c.r#type,
+        fingerprint,
+    })
+}
+
+/// The current snapshot, swapped atomically; readers never block writers or each other.
+#[derive(Default)]
+pub struct SnapshotStore {
+    current: ArcSwapOption<Snapshot>,
+}
+
+impl SnapshotStore {
+    pub fn load(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+
+    pub fn version(&self) -> u64 {
+        self.current.load().as_ref().map(|s| s.version).unwrap_or(0)
+    }
+
+    pub fn store(&self, s: Snapshot) {
+        self.current.store(Some(Arc::new(s)));
+    }
+}

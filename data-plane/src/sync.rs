@@ -1,0 +1,256 @@
+//! Keeping the node's configuration current: watch the control plane, validate and build each
+//! snapshot completely, swap it in, persist it (encrypted) as the last-known-good, acknowledge.
+//! On start the node serves from its disk cache while the control plane is unreachable;
+//! reconnects back off exponentially with jitter.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::v1 as pb;
+use proto::v1::config_service_client::ConfigServiceClient;
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::NodeConfig;
+use crate::seal::{PURPOSE_DISK_CACHE, PURPOSE_SNAPSHOT, SealKey};
+use crate::snapshot::{Snapshot, SnapshotStore};
+
+const CACHE_FILE: &str = "snapshot.bin";
+const CACHE_AAD: &[u8] = b"aiproxy-node-snapshot-cache-v1";
+pub const MAX_SNAPSHOT_BYTES: usize = 256 * 1024 * 1024;
+
+/// Something that wants to know when a snapshot was applied (health state, metrics).
+pub type OnApply = Arc<dyn Fn(&Snapshot) + Send + Sync>;
+
+pub struct Syncer {
+    cfg: NodeConfig,
+    store: Arc<SnapshotStore>,
+    snapshot_key: SealKey,
+    cache_key: SealKey,
+    on_apply: OnApply,
+    /// JSON the node reports with each ack (per-credential health etc.).
+    details: Arc<dyn Fn() -> String + Send + Sync>,
+}
+
+impl Syncer {
+    pub fn new(
+        cfg: NodeConfig,
+        store: Arc<SnapshotStore>,
+        on_apply: OnApply,
+        details: Arc<dyn Fn() -> String + Send + Sync>,
+    ) -> Syncer {
+        let snapshot_key = SealKey::from_node_token(cfg.node_token.expose(), PURPOSE_SNAPSHOT);
+        let cache_key = SealKey::from_node_token(cfg.node_token.expose(), PURPOSE_DISK_CACHE);
+        Syncer {
+            cfg,
+            store,
+            snapshot_key,
+            cache_key,
+            on_apply,
+            details,
+        }
+    }
+
+    fn cache_path(&self) -> PathBuf {
+        self.cfg.cache_dir.join(CACHE_FILE)
+    }
+
+    /// Loads the last-known-good snapshot from disk, if there is a usable one.
+    pub fn load_cache(&self) -> Option<u64> {
+        let sealed = std::fs::read(self.cache_path()).ok()?;
+        let bytes = match self.cache_key.open(&sealed, CACHE_AAD) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring the disk snapshot cache (written with another node token?)");
+                return None;
+            }
+        };
+        match Snapshot::build(&bytes, &self.snapshot_key) {
+            Ok(s) => {
+                let v = s.version;
+                (self.on_apply)(&s);
+                self.store.store(s);
+                tracing::info!(
+                    version = v,
+                    "serving the last-known-good snapshot from disk"
+                );
+                Some(v)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring an invalid disk snapshot cache");
+                None
+            }
+        }
+    }
+
+    fn save_cache(&self, bytes: &[u8]) {
+        let sealed = self.cache_key.seal(bytes, CACHE_AAD);
+        if let Err(e) = write_private(&self.cfg.cache_dir, &self.cache_path(), &sealed) {
+            tracing::warn!(error = %e, "cannot persist the snapshot cache");
+        }
+    }
+
+    /// Validates and applies one envelope. Older or equal versions are ignored.
+    pub fn apply(&self, env: &pb::SnapshotEnvelope) -> Result<u64, String> {
+        let current = self.store.version();
+        if env.version != 0 && env.version < current {
+            return Ok(current);
+        }
+        let snap = Snapshot::build(&env.snapshot, &self.snapshot_key).map_err(|e| e.to_string())?;
+        if snap.version != env.version {
+            return Err(format!(
+                "envelope version {} does not match snapshot version {}",
+                env.version, snap.version
+            ));
+        }
+        let v = snap.version;
+        (self.on_apply)(&snap);
+        self.store.store(snap);
+        self.save_cache(&env.snapshot);
+        Ok(v)
+    }
+
+    async fn channel(&self) -> Result<Channel, String> {
+        channel(&self.cfg).await
+    }
+
+    fn authed<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        if let Ok(v) = format!("Bearer {}", self.cfg.node_token.expose()).parse() {
+            req.metadata_mut().insert("authorization", v);
+        }
+        req
+    }
+
+    async fn session(&self, shutdown: &CancellationToken) -> Result<bool, String> {
+        let channel = self.channel().await?;
+        let mut client =
+            ConfigServiceClient::new(channel).max_decoding_message_size(MAX_SNAPSHOT_BYTES);
+        let req = self.authed(pb::WatchRequest {
+            node_id: self.cfg.node_id.clone(),
+            known_version: self.store.version(),
+            node_build: env!("CARGO_PKG_VERSION").into(),
+            hostname: std::fs::read_to_string("/etc/hostname")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
+        });
+        let mut stream = client
+            .watch(req)
+            .await
+            .map_err(|s| format!("watch refused: {} {}", s.code(), s.message()))?
+            .into_inner();
+        let mut received = false;
+        // Heartbeat: the node reports its version and credential health every 10 s.
+        let mut heartbeat = tokio::time::interval(Duration::from_secs(10));
+        heartbeat.tick().await;
+        loop {
+            let msg = tokio::select! {
+                m = stream.message() => m,
+                _ = heartbeat.tick() => {
+                    let ack = self.authed(pb::AckRequest { node_id: self.cfg.node_id.clone(), applied_version: self.store.version(), error: String::new(), details_json: (self.details)() });
+                    if let Err(s) = client.ack(ack).await {
+                        tracing::debug!(error = %s.message(), "heartbeat failed");
+                    }
+                    continue;
+                }
+                _ = shutdown.cancelled() => return Ok(received),
+            };
+            match msg {
+                Ok(Some(env)) => {
+                    received = true;
+                    let (version, error) = match self.apply(&env) {
+                        Ok(v) => {
+                            tracing::info!(version = v, "applied configuration snapshot");
+                            (v, String::new())
+                        }
+                        Err(e) => {
+                            tracing::error!(version = env.version, error = %e, "rejected a configuration snapshot; keeping the previous one");
+                            (env.version, e)
+                        }
+                    };
+                    let ack = self.authed(pb::AckRequest {
+                        node_id: self.cfg.node_id.clone(),
+                        applied_version: version,
+                        error,
+                        details_json: (self.details)(),
+                    });
+                    if let Err(s) = client.ack(ack).await {
+                        tracing::warn!(error = %s.message(), "cannot acknowledge the snapshot");
+                    }
+                }
+                Ok(None) => return Err("the control plane closed the watch stream".into()),
+                Err(s) => return Err(format!("watch stream ended: {} {}", s.code(), s.message())),
+            }
+        }
+    }
+
+    /// Runs until `shutdown`: watch, apply, reconnect with exponential backoff and jitter.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.session(&shutdown).await {
+                Ok(_) if shutdown.is_cancelled() => return,
+                Ok(_) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "configuration stream unavailable; serving the current snapshot");
+                }
+            }
+            let jitter = rand::rng().random_range(0.5..1.5);
+            let wait = backoff.mul_f64(jitter);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+}
+
+/// A gRPC channel to the control plane (TLS / mTLS when configured).
+pub async fn channel(cfg: &NodeConfig) -> Result<Channel, String> {
+    let mut ep = Endpoint::from_shared(cfg.control_plane_url.clone())
+        .map_err(|e| format!("AIPROXY_CONTROL_PLANE_URL: {e}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    if let Some(tls) = &cfg.grpc_tls {
+        let mut t = tonic::transport::ClientTlsConfig::new().with_webpki_roots();
+        if let Some(ca) = &tls.ca {
+            let pem = std::fs::read(ca).map_err(|e| format!("AIPROXY_GRPC_TLS_CA: {e}"))?;
+            t = t.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        }
+        if let Some(d) = &tls.domain {
+            t = t.domain_name(d.clone());
+        }
+        if let (Some(c), Some(k)) = (&tls.client_cert, &tls.client_key) {
+            let cert =
+                std::fs::read(c).map_err(|e| format!("AIPROXY_GRPC_TLS_CLIENT_CERT: {e}"))?;
+            let key = std::fs::read(k).map_err(|e| format!("AIPROXY_GRPC_TLS_CLIENT_KEY: {e}"))?;
+            t = t.identity(tonic::transport::Identity::from_pem(cert, key));
+        }
+        ep = ep.tls_config(t).map_err(|e| format!("gRPC TLS: {e}"))?;
+    }
+    ep.connect()
+        .await
+        .map_err(|e| format!("cannot reach the control plane: {e}"))
+}
+
+fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)
+}
