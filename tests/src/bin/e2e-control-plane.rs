@@ -1,0 +1,3 @@
+fn main() {
+    control_plane::entry::main()
+}

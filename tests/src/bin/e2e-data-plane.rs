@@ -1,0 +1,3 @@
+fn main() {
+    data_plane::entry::main()
+}

@@ -1,0 +1,13 @@
+//! End-to-end: the control plane and data-plane nodes as separate processes, fake providers on
+//! loopback, real HTTP (and the official Python SDKs) on the client side.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod failover;
+mod features;
+mod logging;
+mod proxy;
+mod sdk;
+mod streaming;
+mod sync;
+mod translation;
