@@ -296,8 +296,10 @@ pub async fn usage(
     };
     let key = format!("COALESCE(CAST({group_expr} AS TEXT), '')");
     let sums = format!(
-        "SELECT {key} AS k, COUNT(*) AS requests, SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS errors, SUM(prompt_tokens) AS p, SUM(completion_tokens) AS c, \
-         SUM(cached_tokens) AS ca, SUM(reasoning_tokens) AS r, SUM(cost_usd) AS cost, SUM(cache_hit) AS hits \
+        // CAST: PostgreSQL sums BIGINT columns as NUMERIC, which the Any driver cannot decode.
+        "SELECT {key} AS k, COUNT(*) AS requests, CAST(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS BIGINT) AS errors, CAST(SUM(prompt_tokens) AS BIGINT) AS p, \
+         CAST(SUM(completion_tokens) AS BIGINT) AS c, CAST(SUM(cached_tokens) AS BIGINT) AS ca, CAST(SUM(reasoning_tokens) AS BIGINT) AS r, SUM(cost_usd) AS cost, \
+         CAST(SUM(cache_hit) AS BIGINT) AS hits \
          FROM request_logs WHERE org_id = $1 AND started_at >= $2 AND started_at < $3{scope} GROUP BY {key} ORDER BY {key}"
     );
     let hist = |col: &str| {

@@ -182,6 +182,25 @@ pub fn reasoning_budget(effort: &str) -> Option<u64> {
 }
 
 /// The OpenAI tools of a request as (name, description, parameters).
+/// Fits a thinking budget and the output limit together (Anthropic and Claude on Bedrock need
+/// `1024 <= budget < max_tokens`). When the client set a limit it covers thinking and answer,
+/// so the budget shrinks to fit it rather than spending more than asked; without one, the
+/// limit grows to leave room for the answer. Returns `(max_tokens, budget)`.
+pub fn fit_thinking(req: &Value, max_tokens: u64, budget: u64) -> (u64, u64) {
+    let explicit = req
+        .get("max_completion_tokens")
+        .or_else(|| req.get("max_tokens"))
+        .is_some_and(Value::is_u64);
+    if explicit {
+        let budget = budget.min(max_tokens.saturating_sub(1024)).max(1024);
+        (max_tokens.max(budget + 1), budget)
+    } else if max_tokens <= budget {
+        (budget + 4096, budget)
+    } else {
+        (max_tokens, budget)
+    }
+}
+
 pub fn function_tools(req: &Value) -> Vec<(String, Option<String>, Value)> {
     req.get("tools")
         .and_then(Value::as_array)

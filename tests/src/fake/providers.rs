@@ -222,6 +222,7 @@ fn anthropic_validate(body: &Value) -> Result<(), String> {
         .and_then(Value::as_array)
         .ok_or("messages: Field required")?;
     let mut pending_tool_uses: Vec<String> = Vec::new();
+    let mut previous = "";
     for (i, m) in msgs.iter().enumerate() {
         let role = m.get("role").and_then(Value::as_str).unwrap_or("");
         if !matches!(role, "user" | "assistant") {
@@ -229,6 +230,14 @@ fn anthropic_validate(body: &Value) -> Result<(), String> {
                 "messages.{i}.role: Input should be 'user' or 'assistant'"
             ));
         }
+        // The real API merges consecutive same-role turns, but Anthropic-shaped backends
+        // (Bedrock, older gateways) reject them; the fake is strict so merging is tested.
+        if role == previous {
+            return Err(format!(
+                "messages.{i}: roles must alternate between \"user\" and \"assistant\""
+            ));
+        }
+        previous = role;
         let blocks: Vec<Value> = match m.get("content") {
             Some(Value::String(s)) => vec![json!({"type": "text", "text": s})],
             Some(Value::Array(a)) => a.clone(),

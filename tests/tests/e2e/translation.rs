@@ -85,12 +85,12 @@ fn usage(body: &str) -> Value {
 #[tokio::test]
 async fn openai_clients_reach_anthropic() {
     let fake = FakeProvider::anthropic("sk-ant-fake-0000000001").await;
-    let (_cp, node, key) = stack(json!({"type": "anthropic", "secret": "sk-ant-fake-0000000001", "metadata": {"api_base": fake.base()}})).await;
+    let (cp, node, key) = stack(json!({"type": "anthropic", "secret": "sk-ant-fake-0000000001", "metadata": {"api_base": fake.base()}})).await;
     let chat = "/v1/proxy/chat/completions";
 
     // Plain answer: system hoisted to the top level, max_tokens filled in, usage mapped.
     let (s, _, b) = node
-        .post(chat, &key, json!({"model": "claude-sonnet-4-5", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]}), &[])
+        .post(chat, &key, json!({"model": "claude-sonnet-4-5", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "developer", "content": "No emoji."}, {"role": "user", "content": "there"}]}), &[])
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["object"], "chat.completion");
@@ -111,6 +111,10 @@ async fn openai_clients_reach_anthropic() {
         "the caller's key never goes upstream"
     );
     assert_eq!(r.body["system"][0]["text"], "Be brief.", "{}", r.body);
+    assert_eq!(
+        r.body["system"][1]["text"], "No emoji.",
+        "every system/developer message is kept"
+    );
     assert!(r.body["max_tokens"].as_u64().unwrap() > 0);
     assert_eq!(r.body["messages"].as_array().unwrap().len(), 1);
 
@@ -189,6 +193,23 @@ async fn openai_clients_reach_anthropic() {
     let events = sse::data_events(&text);
     assert!(events.iter().any(|e| e.contains("\"error\"")), "{text}");
     assert_ne!(events.last().map(String::as_str), Some("[DONE]"), "{text}");
+
+    // A custom provider of format `anthropic` uses the same translator (and x-api-key auth).
+    let proj = cp.project("custom-claude").await;
+    cp.project_provider(&proj, json!({"type": "custom", "name": "house-claude", "secret": "sk-ant-fake-0000000001",
+        "metadata": {"api_base": fake.base(), "format": "anthropic", "custom_models": {"house-model": {"flavor": "chat"}}}})).await;
+    let pkey = cp.key("proxy", Some(&proj)).await;
+    node.wait_version(cp.current_version().await).await;
+    let (s, h, b) = node.chat(&pkey, "house-model", &[]).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        b["choices"][0]["message"]["content"],
+        "Hello from the fake!"
+    );
+    assert_eq!(h["x-bt-used-endpoint"], "house-claude");
+    let r = fake.last().unwrap();
+    assert_eq!(r.body["model"], "house-model");
+    assert_eq!(r.header("x-api-key"), Some("sk-ant-fake-0000000001"));
 }
 
 #[tokio::test]

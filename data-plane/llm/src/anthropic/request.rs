@@ -88,10 +88,9 @@ pub fn request_from_chat(
         .and_then(Value::as_str)
         .and_then(translate::reasoning_budget);
     let mut max_tokens = max_tokens;
-    if let Some(budget) = thinking {
-        if max_tokens <= budget {
-            max_tokens = budget + 4096;
-        }
+    if let Some(wanted) = thinking {
+        let budget;
+        (max_tokens, budget) = translate::fit_thinking(req, max_tokens, wanted);
         out.insert(
             "thinking".into(),
             json!({"type": "enabled", "budget_tokens": budget}),
@@ -421,11 +420,24 @@ mod tests {
         );
         let r = json!({"reasoning_effort": "high", "max_tokens": 1000, "temperature": 0.2, "messages": [{"role": "user", "content": "think"}]});
         let (out, _) = request_from_chat(&r, &ctx()).unwrap();
+        // The client's cap (1000) is below Anthropic's minimum budget: the smallest valid
+        // thinking request, not the 16k "high" budget on top of it.
         assert_eq!(
             out["thinking"],
-            json!({"type": "enabled", "budget_tokens": 16384})
+            json!({"type": "enabled", "budget_tokens": 1024})
         );
-        assert!(out["max_tokens"].as_u64().unwrap() > 16384);
+        assert_eq!(out["max_tokens"], 1025);
+        let r = json!({"reasoning_effort": "high", "max_completion_tokens": 40000, "messages": [{"role": "user", "content": "think"}]});
+        let (out, _) = request_from_chat(&r, &ctx()).unwrap();
+        assert_eq!(out["thinking"]["budget_tokens"], 16384);
+        assert_eq!(out["max_tokens"], 40000, "the client's cap is kept");
+        let r =
+            json!({"reasoning_effort": "high", "messages": [{"role": "user", "content": "think"}]});
+        let (out, _) = request_from_chat(&r, &ctx()).unwrap();
+        assert!(
+            out["max_tokens"].as_u64().unwrap() > 16384,
+            "no cap: room for the answer"
+        );
         assert!(out.get("temperature").is_none());
         assert!(request_from_chat(&json!({"n": 2, "messages": []}), &ctx()).is_err());
         assert!(request_from_chat(&json!({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]}), &ctx()).is_err());

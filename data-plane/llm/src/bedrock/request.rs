@@ -199,9 +199,8 @@ pub fn request_from_chat(
             .get("maxTokens")
             .and_then(Value::as_u64)
             .unwrap_or(4096);
-        if max <= b {
-            inference.insert("maxTokens".into(), json!(b + 4096));
-        }
+        let (max, b) = translate::fit_thinking(req, max, b);
+        inference.insert("maxTokens".into(), json!(max));
         out.insert(
             "additionalModelRequestFields".into(),
             json!({"thinking": {"type": "enabled", "budget_tokens": b}}),
