@@ -55,6 +55,16 @@ impl TestDb {
         }
     }
 
+    /// Another handle on the same database that does not own it (for a second control-plane
+    /// replica); the original must outlive it.
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            url: self.url.clone(),
+            backend: self.backend,
+            _dir: None,
+        }
+    }
+
     /// The SQLite file, for tests that scan the raw database.
     pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
         self._dir.as_ref().map(|d| d.path().join("aiproxy.db"))

@@ -116,12 +116,18 @@ impl NodeConfig {
                 "required (gRPC URL of the control plane, e.g. http://control-plane:8001)",
             )
         })?;
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
+        // One URL, or several replicas comma-separated (tried in turn on reconnect).
+        let parts: Vec<&str> = url.split(',').map(str::trim).collect();
+        if parts
+            .iter()
+            .any(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+        {
             return Err(ConfigError::new(
                 "AIPROXY_CONTROL_PLANE_URL",
-                "must start with http:// or https://",
+                "must be a URL starting with http:// or https:// (or several, comma-separated)",
             ));
         }
+        let url = parts.join(",");
         let token = env.secret("AIPROXY_NODE_TOKEN")?.ok_or_else(|| {
             ConfigError::new(
                 "AIPROXY_NODE_TOKEN",

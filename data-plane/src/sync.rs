@@ -208,9 +208,40 @@ impl Syncer {
     }
 }
 
-/// A gRPC channel to the control plane (TLS / mTLS when configured).
+/// The replica that answered last (index into the comma-separated URL list), tried first.
+static PREFERRED_REPLICA: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A gRPC channel to the control plane (TLS / mTLS when configured). `AIPROXY_CONTROL_PLANE_URL`
+/// may list several replicas, comma-separated: the one that answered last is tried first, then
+/// the others in order, so a node whose replica dies moves to another on its next reconnect.
 pub async fn channel(cfg: &NodeConfig) -> Result<Channel, String> {
-    let mut ep = Endpoint::from_shared(cfg.control_plane_url.clone())
+    use std::sync::atomic::Ordering;
+    let urls: Vec<&str> = cfg
+        .control_plane_url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() {
+        return Err("AIPROXY_CONTROL_PLANE_URL is empty".into());
+    }
+    let start = PREFERRED_REPLICA.load(Ordering::Relaxed) % urls.len();
+    let mut errors = Vec::new();
+    for i in 0..urls.len() {
+        let idx = (start + i) % urls.len();
+        match channel_to(cfg, urls[idx]).await {
+            Ok(c) => {
+                PREFERRED_REPLICA.store(idx, Ordering::Relaxed);
+                return Ok(c);
+            }
+            Err(e) => errors.push(format!("{}: {e}", urls[idx])),
+        }
+    }
+    Err(errors.join("; "))
+}
+
+async fn channel_to(cfg: &NodeConfig, url: &str) -> Result<Channel, String> {
+    let mut ep = Endpoint::from_shared(url.to_string())
         .map_err(|e| format!("AIPROXY_CONTROL_PLANE_URL: {e}"))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)

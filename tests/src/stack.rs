@@ -147,6 +147,36 @@ impl ControlPlane {
         cp
     }
 
+    /// A second replica on the same database (same master key and node token), on its own
+    /// addresses.
+    pub async fn replica(&self) -> ControlPlane {
+        let http_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let grpc_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut env = self.env.clone();
+        for (k, v) in env.iter_mut() {
+            match k.as_str() {
+                "AIPROXY_HTTP_ADDR" => *v = http_addr.to_string(),
+                "AIPROXY_GRPC_ADDR" => *v = grpc_addr.to_string(),
+                _ => {}
+            }
+        }
+        let mut cp = ControlPlane {
+            http_addr,
+            grpc_addr,
+            admin_key: self.admin_key.clone(),
+            node_token: self.node_token.clone(),
+            org_id: self.org_id.clone(),
+            project_id: self.project_id.clone(),
+            env,
+            logs: Logs::default(),
+            db: self.db.shared(),
+            child: None,
+            http: reqwest::Client::new(),
+        };
+        cp.spawn().await;
+        cp
+    }
+
     /// (Re)starts the process on the same addresses and database.
     pub async fn spawn(&mut self) {
         let mut cmd = Command::new(bin("e2e-control-plane"));

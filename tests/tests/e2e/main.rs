@@ -5,6 +5,7 @@
 
 mod failover;
 mod features;
+mod ha;
 mod logging;
 mod proxy;
 mod sdk;

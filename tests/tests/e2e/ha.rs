@@ -1,0 +1,173 @@
+//! High availability and operations: two control-plane replicas on one database, nodes moving
+//! between replicas, and a node draining on SIGTERM while a stream is still running.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use tests::fake::openai::{FakeOpenAi, Reply};
+use tests::sse;
+use tests::stack::{ControlPlane, Node};
+
+#[tokio::test]
+async fn replicas_share_changes_and_nodes_move_when_one_dies() {
+    let mut a = ControlPlane::start().await;
+    let b = a.replica().await;
+    let key = a.key("proxy", None).await;
+    let n_a = Node::start(&a).await;
+    let n_b = Node::start(&b).await;
+    // A node given both replicas (A first): it connects to A, and to B once A is gone.
+    let both = format!("{},{}", a.grpc_url(), b.grpc_url());
+    let n_ab = Node::spawn_unready(
+        &both,
+        &a.node_token,
+        Arc::new(tempfile::tempdir().unwrap()),
+        &[],
+    )
+    .await;
+    n_ab.wait_version(a.current_version().await).await;
+
+    // A change made through replica A reaches the node connected to replica B.
+    let fake = FakeOpenAi::start("sk-ha-000000000001").await;
+    let started = Instant::now();
+    a.org_provider(json!({"type": "openai", "secret": "sk-ha-000000000001", "metadata": {"api_base": fake.base()}})).await;
+    let v = a.current_version().await;
+    n_b.wait_version(v).await;
+    let took = started.elapsed();
+    // PostgreSQL: LISTEN/NOTIFY (plus a 1 s version check as a safety net); SQLite replicas
+    // (one file) rely on the check alone.
+    let bound = if a.db.backend == "postgres" {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(3)
+    };
+    assert!(
+        took <= bound,
+        "change via A reached B's node after {took:?} ({})",
+        a.db.backend
+    );
+    n_a.wait_version(v).await;
+    for n in [&n_a, &n_b, &n_ab] {
+        let (s, _, b) = n.chat(&key, "gpt-4o", &[]).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+
+    // Kill replica A while traffic flows: no request fails on any node.
+    let traffic = {
+        let (urls, key) = ([n_a.url(""), n_b.url(""), n_ab.url("")], key.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut failures = Vec::new();
+            let mut sent = 0;
+            let until = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < until {
+                for u in &urls {
+                    let r = http
+                        .post(format!("{u}/v1/proxy/chat/completions"))
+                        .bearer_auth(&key)
+                        .json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}))
+                        .send()
+                        .await;
+                    sent += 1;
+                    match r {
+                        Ok(r) if r.status() == StatusCode::OK => {}
+                        Ok(r) => failures.push(format!("{u}: {}", r.status())),
+                        Err(e) => failures.push(format!("{u}: {e}")),
+                    }
+                }
+            }
+            (sent, failures)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.kill().await;
+    let (sent, failures) = traffic.await.unwrap();
+    assert!(sent > 30, "traffic flowed ({sent} requests)");
+    assert!(failures.is_empty(), "{failures:?}");
+
+    // The two-replica node moved to B: a change made through B reaches it.
+    let p = b.project("after-failover").await;
+    let v2 = b.current_version().await;
+    assert!(v2 > v);
+    n_b.wait_version(v2).await;
+    n_ab.wait_version(v2).await;
+    let (_, nodes) = b.api("GET", "/api/v1/nodes", None).await;
+    let connected = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["connected"] == true)
+        .count();
+    assert!(
+        connected >= 2,
+        "B serves its own node and the one that moved: {nodes}"
+    );
+    assert!(!p.is_empty());
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_running_stream_finish() {
+    let cp = ControlPlane::start().await;
+    let fake = FakeOpenAi::start("sk-drain-00000000001").await;
+    cp.org_provider(json!({"type": "openai", "secret": "sk-drain-00000000001", "metadata": {"api_base": fake.base()}})).await;
+    let mut node = Node::start_with(
+        &cp,
+        Arc::new(tempfile::tempdir().unwrap()),
+        &[("AIPROXY_DRAIN_TIMEOUT_SECS", "20")],
+    )
+    .await;
+    let key = cp.key("proxy", None).await;
+    node.wait_version(cp.current_version().await).await;
+    fake.push(Reply::Slow {
+        chunks: 20,
+        gap: Duration::from_millis(100),
+    });
+    let resp = reqwest::Client::new()
+        .post(node.url("/v1/proxy/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut resp = resp;
+    let mut body = Vec::new();
+    // The first chunk is out: now ask the node to stop.
+    body.extend_from_slice(&resp.chunk().await.unwrap().unwrap());
+    node.terminate();
+    // While draining it reports not ready (so a load balancer stops sending new work).
+    let mut saw_not_ready = false;
+    for _ in 0..20 {
+        match reqwest::get(node.url("/readyz")).await {
+            Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                saw_not_ready = true;
+                break;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            // Already no longer accepting connections: also correct.
+            Err(_) => {
+                saw_not_ready = true;
+                break;
+            }
+        }
+    }
+    assert!(saw_not_ready, "a draining node is not ready");
+    while let Some(c) = resp.chunk().await.unwrap() {
+        body.extend_from_slice(&c);
+    }
+    let text = String::from_utf8(body).unwrap();
+    let events = sse::data_events(&text);
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("[DONE]"),
+        "the stream completed: {text}"
+    );
+    assert!(sse::chunks(&text).len() >= 20, "{text}");
+    let status = node.wait_exit(Duration::from_secs(25)).await;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "clean exit after the drain:\n{}",
+        node.logs.text()
+    );
+}
