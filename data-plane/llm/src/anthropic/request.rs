@@ -362,6 +362,24 @@ mod tests {
     }
 
     #[test]
+    fn edge_22_thinking_blocks_return_first_with_their_signature() {
+        let req = json!({"reasoning_effort": "low", "tools": [{"type": "function", "function": {"name": "w", "parameters": {"type": "object"}}}], "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": null,
+             "thinking_blocks": [{"type": "thinking", "thinking": "need the tool", "signature": "sig=="}],
+             "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "w", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]});
+        let (out, _) = request_from_chat(&req, &ctx()).unwrap();
+        let turn = &out["messages"][1]["content"];
+        assert_eq!(
+            turn[0],
+            json!({"type": "thinking", "thinking": "need the tool", "signature": "sig=="})
+        );
+        assert_eq!(turn[1]["type"], "tool_use");
+        assert_eq!(out["messages"][2]["content"][0]["type"], "tool_result");
+    }
+
+    #[test]
     fn system_only_gets_a_user_turn() {
         let (out, _) = request_from_chat(
             &json!({"messages": [{"role": "system", "content": "Say hi"}]}),
