@@ -26,6 +26,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "AIPROXY_LOG_LEVEL",
     "AIPROXY_REDIS_URL",
     "AIPROXY_DRAIN_TIMEOUT_SECS",
+    "AIPROXY_BODY_READ_TIMEOUT_SECS",
     "AIPROXY_SPOOL_MAX_BYTES",
     "AIPROXY_CACHE_MAX_BYTES",
     "AIPROXY_OTLP_ENDPOINT",
@@ -82,6 +83,8 @@ pub struct NodeConfig {
     pub upstream_policy: NetPolicy,
     pub grpc_tls: Option<GrpcClientTls>,
     pub drain_timeout: Duration,
+    /// The longest a client may take to send its request body (slow-body attacks end in 408).
+    pub body_read_timeout: Duration,
     pub redis_url: Option<Secret>,
     pub spool_max_bytes: u64,
     /// In-memory response cache bound (when Redis is not configured).
@@ -103,6 +106,7 @@ impl NodeConfig {
             upstream_policy: NetPolicy::default(),
             grpc_tls: None,
             drain_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(60),
             redis_url: None,
             spool_max_bytes: 256 * 1024 * 1024,
             cache_max_bytes: 64 * 1024 * 1024,
@@ -179,6 +183,9 @@ impl NodeConfig {
         }
         if let Some(v) = env.parse::<u64>("AIPROXY_DRAIN_TIMEOUT_SECS", "seconds")? {
             c.drain_timeout = Duration::from_secs(v);
+        }
+        if let Some(v) = env.parse::<u64>("AIPROXY_BODY_READ_TIMEOUT_SECS", "seconds")? {
+            c.body_read_timeout = Duration::from_secs(v.max(1));
         }
         if let Some(v) = env.secret("AIPROXY_REDIS_URL")? {
             c.redis_url = Some(v);

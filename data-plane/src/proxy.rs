@@ -166,21 +166,31 @@ pub fn model_of(v: &Value) -> Result<String, ProxyError> {
 }
 
 pub async fn read_body(node: &Node, body: Body) -> Result<Bytes, ProxyError> {
-    axum::body::to_bytes(body, node.cfg.max_body_bytes)
-        .await
-        .map_err(|e| {
-            if std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                || e.to_string().contains("length limit")
-            {
-                ProxyError::too_large(node.cfg.max_body_bytes)
-            } else {
-                ProxyError::bad_request(
-                    "invalid_body",
-                    format!("Could not read the request body: {e}"),
-                )
-            }
-        })
+    let read = axum::body::to_bytes(body, node.cfg.max_body_bytes);
+    let Ok(result) = tokio::time::timeout(node.cfg.body_read_timeout, read).await else {
+        return Err(ProxyError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            ..ProxyError::bad_request(
+                "request_timeout",
+                format!(
+                    "The request body did not arrive within {} s.",
+                    node.cfg.body_read_timeout.as_secs()
+                ),
+            )
+        });
+    };
+    result.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit")
+        {
+            ProxyError::too_large(node.cfg.max_body_bytes)
+        } else {
+            ProxyError::bad_request(
+                "invalid_body",
+                format!("Could not read the request body: {e}"),
+            )
+        }
+    })
 }
 
 pub async fn handle(node: Node, kind: RouteKind, headers: HeaderMap, body: Body) -> Response {

@@ -6,6 +6,7 @@
 mod failover;
 mod features;
 mod ha;
+mod hostile;
 mod logging;
 mod proxy;
 mod sdk;
