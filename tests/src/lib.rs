@@ -7,5 +7,6 @@
 
 pub mod fake;
 pub mod python;
+pub mod relay;
 pub mod sse;
 pub mod stack;

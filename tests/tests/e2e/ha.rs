@@ -171,3 +171,87 @@ async fn sigterm_lets_a_running_stream_finish() {
         node.logs.text()
     );
 }
+
+#[tokio::test]
+async fn database_outage_is_503_and_recovers_without_restart() {
+    let mut cp = ControlPlane::start().await;
+    if cp.db.backend != "postgres" {
+        // A SQLite file cannot become unreachable; this runs in CI's PostgreSQL pass.
+        eprintln!("skipped on {}: needs PostgreSQL", cp.db.backend);
+        return;
+    }
+    // Put a cuttable relay between the control plane and PostgreSQL.
+    let rest = cp.db.url.split_once("://").unwrap().1;
+    let authority = rest.split('/').next().unwrap();
+    let hostport = authority.rsplit('@').next().unwrap().to_string();
+    let target = tokio::net::lookup_host(&hostport)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let relay = tests::relay::Relay::start(target).await;
+    cp.kill().await;
+    for (k, v) in cp.env.iter_mut() {
+        if k == "AIPROXY_DATABASE_URL" {
+            *v = v.replacen(&hostport, &relay.addr.to_string(), 1);
+        }
+    }
+    cp.spawn().await;
+    let fake = FakeOpenAi::start("sk-dbdown-0000000001").await;
+    cp.org_provider(json!({"type": "openai", "secret": "sk-dbdown-0000000001", "metadata": {"api_base": fake.base()}})).await;
+    let node = Node::start(&cp).await;
+    let key = cp.key("proxy", None).await;
+    node.wait_version(cp.current_version().await).await;
+    let projects = format!("/api/v1/orgs/{}/projects", cp.org_id);
+
+    relay.cut();
+    let (s, b) = cp
+        .api("POST", &projects, Some(json!({"name": "during-outage"})))
+        .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("database"),
+        "{b}"
+    );
+    let r = reqwest::get(format!("http://{}/readyz", cp.http_addr))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Nodes keep serving from their snapshot.
+    for _ in 0..10 {
+        let (s, _, b) = node.chat(&key, "gpt-4o", &[]).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+
+    relay.restore();
+    // Recovers without a restart; nothing half-written from the failed attempt.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, b) = cp
+            .api("POST", &projects, Some(json!({"name": "after-outage"})))
+            .await;
+        if s == StatusCode::CREATED {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery: {s} {b}\n{}",
+            cp.logs.text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, list) = cp.api("GET", &projects, None).await;
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"after-outage") && !names.contains(&"during-outage"),
+        "{names:?}"
+    );
+    node.wait_version(cp.current_version().await).await;
+    let (s, _, _) = node.chat(&key, "gpt-4o", &[]).await;
+    assert_eq!(s, StatusCode::OK);
+}
