@@ -166,3 +166,75 @@ async fn nodes_with_a_wrong_token_are_refused() {
         "the presented token is not logged"
     );
 }
+
+#[tokio::test]
+async fn node_token_rotation_without_downtime() {
+    let mut cp = ControlPlane::start().await;
+    let fake = FakeOpenAi::start("sk-rotate-00000000001").await;
+    cp.org_provider(json!({"type": "openai", "secret": "sk-rotate-00000000001", "metadata": {"api_base": fake.base()}})).await;
+    let old = cp.node_token.clone();
+    let mut old_node = Node::start(&cp).await;
+    let key = cp.key("proxy", None).await;
+    old_node.wait_version(cp.current_version().await).await;
+
+    // Step 1: the control plane learns the new token and still accepts the old one.
+    let new = format!("node-token-rotated-{}", uuid::Uuid::new_v4().simple());
+    cp.kill().await;
+    cp.env
+        .retain(|(k, _)| k != "AIPROXY_NODE_TOKEN" && k != "AIPROXY_OLD_NODE_TOKENS");
+    cp.env.push(("AIPROXY_NODE_TOKEN".into(), new.clone()));
+    cp.env.push(("AIPROXY_OLD_NODE_TOKENS".into(), old.clone()));
+    // The node keeps serving while the control plane restarts.
+    let (s, _, _) = old_node.chat(&key, "gpt-4o", &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    cp.spawn().await;
+    cp.project("during-rotation").await;
+    let v = cp.current_version().await;
+    old_node.wait_version(v).await;
+    // Step 2: nodes move to the new token, one by one.
+    let new_node = Node::spawn_unready(
+        &cp.grpc_url(),
+        &new,
+        Arc::new(tempfile::tempdir().unwrap()),
+        &[],
+    )
+    .await;
+    new_node.wait_version(v).await;
+    old_node.kill().await;
+    for (k, val) in old_node.env.iter_mut() {
+        if k == "AIPROXY_NODE_TOKEN" {
+            *val = new.clone();
+        }
+    }
+    old_node.respawn().await;
+    old_node.wait_version(v).await;
+    // Step 3: the old token is retired; a node still holding it is refused.
+    cp.kill().await;
+    cp.env.retain(|(k, _)| k != "AIPROXY_OLD_NODE_TOKENS");
+    cp.spawn().await;
+    cp.project("after-rotation").await;
+    let v2 = cp.current_version().await;
+    for n in [&old_node, &new_node] {
+        n.wait_version(v2).await;
+        let (s, _, b) = n.chat(&key, "gpt-4o", &[]).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let stale = Node::spawn_unready(
+        &cp.grpc_url(),
+        &old,
+        Arc::new(tempfile::tempdir().unwrap()),
+        &[],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = reqwest::get(stale.url("/readyz")).await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a retired token gets no configuration"
+    );
+    assert!(
+        !stale.logs.text().contains(&old),
+        "the token is never logged"
+    );
+}
