@@ -147,7 +147,10 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
 fn print_banner(running: &run::Running, proxy: std::net::SocketAddr) {
     println!();
     println!("AI Proxy is running (standalone)");
-    println!("  REST API:                 http://{}/api/v1 (OpenAPI: /api/v1/openapi.json)", running.http_addr);
+    println!(
+        "  REST API:                 http://{}/api/v1 (OpenAPI: /api/v1/openapi.json)",
+        running.http_addr
+    );
     println!("  gRPC (nodes, automation): http://{}", running.grpc_addr);
     println!("  proxy for your apps:      http://{proxy}/v1/proxy");
     if let (Some(email), Some(pw)) = (
