@@ -295,7 +295,23 @@ async fn serve_chat(
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    play(s, reply, model, stream, usage).await
+    let resp = play(s, reply, model, stream, usage).await;
+    if azure && stream && resp.status().is_success() {
+        // Azure's first chunk carries content-filter results and an empty `choices` array
+        // (edge case 19).
+        let first = Bytes::from(format!(
+            "data: {}\n\n",
+            json!({"id": "", "object": "", "created": 0, "model": "", "choices": [],
+                "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {"hate": {"filtered": false, "severity": "safe"}}}]})
+        ));
+        let (parts, body) = resp.into_parts();
+        let rest = futures_util::StreamExt::chain(
+            futures_util::stream::once(async move { Ok::<Bytes, axum::Error>(first) }),
+            body.into_data_stream(),
+        );
+        return Response::from_parts(parts, Body::from_stream(rest));
+    }
+    resp
 }
 
 fn usage_json(p: u64, c: u64) -> Value {

@@ -397,6 +397,20 @@ async fn azure_deployments_and_custom_non_streaming_providers() {
     assert_eq!(r.query, "api-version=2024-10-21");
     assert_eq!(r.header("api-key"), Some("azure-key-000000000001"));
     assert!(r.header("authorization").is_none());
+    // Azure streams open with a content-filter chunk whose `choices` is empty (edge case 19):
+    // passed through, and usage is still read from the end of the stream.
+    let resp = reqwest::Client::new().post(node.url("/v1/proxy/chat/completions")).bearer_auth(&key).json(&json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "x"}]})).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.unwrap();
+    let chunks = tests::sse::chunks(&text);
+    assert_eq!(chunks[0]["choices"], json!([]), "{text}");
+    assert!(chunks[0]["prompt_filter_results"].is_array());
+    assert_eq!(tests::sse::content(&text), "Hello from the fake!");
+    assert_eq!(
+        chunks.last().unwrap()["usage"]["total_tokens"],
+        18,
+        "{text}"
+    );
     // A custom provider that cannot stream: one chunk + [DONE].
     let resp = reqwest::Client::new().post(node.url("/v1/proxy/chat/completions")).bearer_auth(&key).json(&json!({"model": "batch-1", "stream": true, "messages": [{"role": "user", "content": "x"}]})).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
