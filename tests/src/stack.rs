@@ -137,7 +137,7 @@ impl ControlPlane {
             child: None,
             http: reqwest::Client::new(),
         };
-        cp.spawn().await;
+        cp.spawn_fresh().await;
         let (_, orgs) = cp.api("GET", "/api/v1/orgs", None).await;
         cp.org_id = orgs[0]["id"].as_str().unwrap().to_string();
         let (_, projects) = cp
@@ -173,12 +173,45 @@ impl ControlPlane {
             child: None,
             http: reqwest::Client::new(),
         };
-        cp.spawn().await;
+        cp.spawn_fresh().await;
         cp
+    }
+
+    /// First start: ports come from `free_port`, which another process may grab between its
+    /// probe and our bind; on "Address already in use" pick new ports and try again.
+    async fn spawn_fresh(&mut self) {
+        for _ in 0..5 {
+            if self.try_spawn().await {
+                return;
+            }
+            if !self.logs.text().contains("Address already in use") {
+                break;
+            }
+            self.kill().await;
+            self.logs = Logs::default();
+            self.http_addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            self.grpc_addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            for (k, v) in self.env.iter_mut() {
+                match k.as_str() {
+                    "AIPROXY_HTTP_ADDR" => *v = self.http_addr.to_string(),
+                    "AIPROXY_GRPC_ADDR" => *v = self.grpc_addr.to_string(),
+                    _ => {}
+                }
+            }
+        }
+        panic!("control plane did not become ready:\n{}", self.logs.text());
     }
 
     /// (Re)starts the process on the same addresses and database.
     pub async fn spawn(&mut self) {
+        assert!(
+            self.try_spawn().await,
+            "control plane did not become ready:\n{}",
+            self.logs.text()
+        );
+    }
+
+    async fn try_spawn(&mut self) -> bool {
         let mut cmd = Command::new(bin("e2e-control-plane"));
         cmd.arg("serve")
             .env_clear()
@@ -189,15 +222,21 @@ impl ControlPlane {
         let mut child = cmd.spawn().expect("control plane starts");
         capture(&mut child, &self.logs);
         self.child = Some(child);
-        assert!(
-            wait_http_ok(
-                &format!("http://{}/readyz", self.http_addr),
-                Duration::from_secs(30)
-            )
-            .await,
-            "control plane did not become ready:\n{}",
-            self.logs.text()
-        );
+        let url = format!("http://{}/readyz", self.http_addr);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if wait_http_ok(&url, Duration::from_millis(200)).await {
+                return true;
+            }
+            // Exited (e.g. a port taken meanwhile): no point waiting longer.
+            if let Some(c) = self.child.as_mut()
+                && matches!(c.try_wait(), Ok(Some(_)))
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return false;
+            }
+        }
+        false
     }
 
     /// SIGKILL: the control plane dies without any cleanup.
@@ -321,17 +360,26 @@ impl Node {
         cache_dir: Arc<tempfile::TempDir>,
         extra: &[(&str, &str)],
     ) -> Node {
-        let node = Node::spawn_unready(&cp.grpc_url(), &cp.node_token, cache_dir, extra).await;
-        assert!(
-            wait_http_ok(
-                &format!("http://{}/readyz", node.addr),
-                Duration::from_secs(30)
-            )
-            .await,
-            "node did not become ready:\n{}",
-            node.logs.text()
-        );
-        node
+        let mut node = Node::spawn_unready(&cp.grpc_url(), &cp.node_token, cache_dir, extra).await;
+        for _ in 0..5 {
+            if node.wait_ready(Duration::from_secs(30)).await {
+                return node;
+            }
+            if !node.logs.text().contains("Address already in use") {
+                break;
+            }
+            // The probed port was taken meanwhile: another one.
+            node.kill().await;
+            node.logs = Logs::default();
+            node.addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            for (k, v) in node.env.iter_mut() {
+                if k == "AIPROXY_PROXY_ADDR" {
+                    *v = node.addr.to_string();
+                }
+            }
+            node.respawn().await;
+        }
+        panic!("node did not become ready:\n{}", node.logs.text());
     }
 
     pub async fn spawn_unready(
@@ -380,6 +428,24 @@ impl Node {
         let mut child = cmd.spawn().expect("node starts");
         capture(&mut child, &self.logs);
         self.child = Some(child);
+    }
+
+    /// Waits until `/readyz` answers 200; false early if the process exited.
+    async fn wait_ready(&mut self, timeout: Duration) -> bool {
+        let url = format!("http://{}/readyz", self.addr);
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if wait_http_ok(&url, Duration::from_millis(200)).await {
+                return true;
+            }
+            if let Some(c) = self.child.as_mut()
+                && matches!(c.try_wait(), Ok(Some(_)))
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return false;
+            }
+        }
+        false
     }
 
     pub fn url(&self, path: &str) -> String {
