@@ -431,7 +431,7 @@ impl Node {
     }
 
     /// Waits until `/readyz` answers 200; false early if the process exited.
-    async fn wait_ready(&mut self, timeout: Duration) -> bool {
+    pub async fn wait_ready(&mut self, timeout: Duration) -> bool {
         let url = format!("http://{}/readyz", self.addr);
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {

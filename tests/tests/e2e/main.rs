@@ -12,4 +12,5 @@ mod proxy;
 mod sdk;
 mod streaming;
 mod sync;
+mod tls;
 mod translation;
