@@ -142,7 +142,7 @@ async fn mutual_tls_between_nodes_and_control_plane() {
     let mut rogue_env = server_trust.to_vec();
     rogue_env.push(("AIPROXY_GRPC_TLS_CLIENT_CERT", p("rogue.crt")));
     rogue_env.push(("AIPROXY_GRPC_TLS_CLIENT_KEY", p("rogue.key")));
-    let mut refused = vec![
+    let mut refused = [
         (
             "no client certificate",
             spawn(https.clone(), server_trust.to_vec()).await,
