@@ -151,6 +151,10 @@ fn print_banner(running: &run::Running, proxy: std::net::SocketAddr) {
         "  REST API:                 http://{}/api/v1 (OpenAPI: /api/v1/openapi.json)",
         running.http_addr
     );
+    println!(
+        "  web admin:                http://{}/ui",
+        running.http_addr
+    );
     println!("  gRPC (nodes, automation): http://{}", running.grpc_addr);
     println!("  proxy for your apps:      http://{proxy}/v1/proxy");
     if let (Some(email), Some(pw)) = (

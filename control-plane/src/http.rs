@@ -80,6 +80,7 @@ route_table! {
 pub fn router(st: AppState) -> Router {
     Router::new()
         .merge(api_routes())
+        .merge(crate::ui::router())
         .route(
             "/api/v1/openapi.json",
             axum::routing::get(openapi::document),

@@ -18,3 +18,4 @@ pub mod service;
 pub mod standalone;
 pub mod state;
 pub mod testing;
+pub mod ui;

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(clippy::result_large_err)]
 
+pub mod browser;
 pub mod fake;
 pub mod python;
 pub mod relay;

@@ -221,3 +221,20 @@ pub async fn remove(
     .await?;
     commit(st, tx, false).await
 }
+
+/// An invited user (added without a password) sets one with the token from the invite link;
+/// the token works once. Returns the user's email (the caller signs them in next).
+pub async fn accept_invite(st: &AppState, token: &str, password: &str) -> ApiResult<String> {
+    let invalid = || ApiError::not_found("invitation (the link was used already or is wrong)");
+    if token.is_empty() || token.len() > 200 {
+        return Err(invalid());
+    }
+    let user = db::users::get_by_invite(st.db().pool(), &tokens::hash_token(token))
+        .await?
+        .ok_or_else(invalid)?;
+    password::check_policy(password, &user.email)
+        .map_err(|m| ApiError::validation("password", m))?;
+    let hash = password::hash(password).map_err(|_| ApiError::internal())?;
+    db::users::set_password(st.db().pool(), &user.id, &hash, st.now_ms()).await?;
+    Ok(user.email)
+}

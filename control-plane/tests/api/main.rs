@@ -14,3 +14,4 @@ mod providers;
 mod secrets;
 mod sessions;
 mod tenancy;
+mod web_admin;

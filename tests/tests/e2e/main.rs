@@ -14,3 +14,4 @@ mod streaming;
 mod sync;
 mod tls;
 mod translation;
+mod web_admin;
