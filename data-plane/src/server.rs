@@ -12,45 +12,24 @@ use crate::error::ProxyError;
 use crate::node::Node;
 use crate::routing::RouteKind;
 
+/// The POST route that proxies a call of `kind`.
+fn proxied(kind: RouteKind) -> axum::routing::MethodRouter<Node> {
+    post(move |State(n): State<Node>, h: HeaderMap, b: Body| crate::proxy::handle(n, kind, h, b))
+}
+
 fn api() -> Router<Node> {
-    Router::new()
-        .route(
-            "/chat/completions",
-            post(|State(n): State<Node>, h: HeaderMap, b: Body| {
-                crate::proxy::handle(n, RouteKind::Chat, h, b)
-            }),
-        )
-        .route(
-            "/completions",
-            post(|State(n): State<Node>, h: HeaderMap, b: Body| {
-                crate::proxy::handle(n, RouteKind::Completions, h, b)
-            }),
-        )
-        .route(
-            "/embeddings",
-            post(|State(n): State<Node>, h: HeaderMap, b: Body| {
-                crate::proxy::handle(n, RouteKind::Embeddings, h, b)
-            }),
-        )
-        .route(
-            "/responses",
-            post(|State(n): State<Node>, h: HeaderMap, b: Body| {
-                crate::proxy::handle(n, RouteKind::Responses, h, b)
-            }),
-        )
-        .route(
-            "/anthropic/v1/messages",
-            post(|State(n): State<Node>, h: HeaderMap, b: Body| {
-                crate::proxy::handle(n, RouteKind::Messages, h, b)
-            }),
-        )
-        .route(
-            "/anthropic/messages",
-            post(|State(n): State<Node>, h: HeaderMap, b: Body| {
-                crate::proxy::handle(n, RouteKind::Messages, h, b)
-            }),
-        )
-        .route("/models", get(crate::routes::models::list))
+    let mut r = Router::new();
+    for (path, kind) in [
+        ("/chat/completions", RouteKind::Chat),
+        ("/completions", RouteKind::Completions),
+        ("/embeddings", RouteKind::Embeddings),
+        ("/responses", RouteKind::Responses),
+        ("/anthropic/v1/messages", RouteKind::Messages),
+        ("/anthropic/messages", RouteKind::Messages),
+    ] {
+        r = r.route(path, proxied(kind));
+    }
+    r.route("/models", get(crate::routes::models::list))
         .route("/credentials", post(crate::routes::credentials::mint))
         .route("/realtime", get(crate::routes::realtime::handle))
         .route(
