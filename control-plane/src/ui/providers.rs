@@ -15,7 +15,7 @@ use super::{
 };
 use crate::domain::{CredentialId, OrgId, ProjectId};
 use crate::service::projects;
-use crate::service::providers::{self, CreateProvider, HIDDEN, Provider, Scope, UpdateProvider};
+use crate::service::providers::{self, CreateProvider, Provider, Scope, UpdateProvider};
 use crate::state::AppState;
 
 type Page = Result<Response, Response>;
@@ -596,6 +596,8 @@ pub struct CustomView {
     pub auth_format: String,
     pub streaming: bool,
     pub headers: String,
+    /// Sealed headers exist; an empty textarea keeps them.
+    pub headers_stored: bool,
     pub preview: String,
     pub updated: String,
     pub updated_by: String,
@@ -629,17 +631,8 @@ fn custom_view(p: &Provider) -> CustomView {
         })
         .unwrap_or_default();
     models.push(blank_model());
-    let headers = p
-        .metadata
-        .get("headers")
-        .and_then(Value::as_object)
-        .map(|h| {
-            h.keys()
-                .map(|k| format!("{k}: {HIDDEN}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default();
+    // Header values (and names) are sealed; reads show only that some are stored.
+    let headers_stored = p.metadata.get("headers").is_some();
     CustomView {
         id: p.id.clone(),
         name: p.name.clone(),
@@ -651,7 +644,8 @@ fn custom_view(p: &Provider) -> CustomView {
             .get("supports_streaming")
             .and_then(Value::as_bool)
             .unwrap_or(true),
-        headers,
+        headers: String::new(),
+        headers_stored,
         preview: p.preview_secret.clone(),
         updated: fmt_time(p.updated_at),
         updated_by: p.updated_by.clone(),
@@ -707,6 +701,7 @@ async fn custom_render(st: &AppState, v: &Viewer, org: &OrgId, done: &str, e: Er
                 auth_format: "bearer".into(),
                 streaming: true,
                 headers: String::new(),
+                headers_stored: false,
                 preview: String::new(),
                 updated: String::new(),
                 updated_by: String::new(),

@@ -7,6 +7,7 @@ mod failover;
 mod features;
 mod ha;
 mod hostile;
+mod hygiene;
 mod logging;
 mod proxy;
 mod sdk;
