@@ -119,6 +119,8 @@ pub struct Config {
     pub login_max_failures: u32,
     pub login_lockout_secs: u64,
     pub session_ttl_secs: u64,
+    /// Trace export (`<AIPROXY_OTLP_ENDPOINT>/v1/traces`, OTLP/HTTP JSON); standalone's node uses it too.
+    pub otlp_traces_url: Option<http::Uri>,
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +169,7 @@ impl Config {
             login_max_failures: 10,
             login_lockout_secs: 15 * 60,
             session_ttl_secs: 7 * 24 * 3600,
+            otlp_traces_url: None,
         }
     }
 
@@ -306,6 +309,14 @@ impl Config {
         }
         if let Some(v) = env.parse("AIPROXY_LOG_RETENTION_DAYS", "a number of days")? {
             self.log_retention_days = v;
+        }
+        if let Some(v) = env.get("AIPROXY_OTLP_ENDPOINT")?
+            && !v.trim().is_empty()
+        {
+            self.otlp_traces_url = Some(
+                data_plane::otlp::traces_url(&v)
+                    .map_err(|e| ConfigError::new("AIPROXY_OTLP_ENDPOINT", e))?,
+            );
         }
         if let Some(v) = env.bool("AIPROXY_COOKIE_SECURE")? {
             self.cookie_secure = Some(v);

@@ -107,7 +107,10 @@ async fn readyz(axum::extract::State(st): axum::extract::State<AppState>) -> Res
 
 async fn metrics(axum::extract::State(st): axum::extract::State<AppState>) -> Response {
     let pool = st.db().pool();
-    let body = st.0.metrics.render(pool.size(), pool.num_idle());
+    let mut body = st.0.metrics.render(pool.size(), pool.num_idle());
+    if let Some(t) = &st.0.tracer {
+        body.push_str(&t.render_metrics());
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -130,12 +133,59 @@ async fn count_requests(
         .get::<axum::extract::MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
+    let traced = st.0.tracer.as_ref().map(|_| {
+        let parent = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(data_plane::otlp::TraceParent::parse);
+        (parent, data_plane::otlp::unix_nano_now())
+    });
     let resp = next.run(req).await;
+    let status = resp.status().as_u16();
     if route.starts_with("/api/") {
-        st.0.metrics
-            .api_request(&method, &route, resp.status().as_u16());
+        st.0.metrics.api_request(&method, &route, status);
+    }
+    if let (Some(tracer), Some((parent, start))) = (&st.0.tracer, traced)
+        && route != "/healthz"
+        && route != "/readyz"
+        && route != "/metrics"
+    {
+        tracer.submit(api_span(&method, &route, status, parent, start));
     }
     resp
+}
+
+/// One server span per HTTP request (HTTP semantic conventions; the route template, never the
+/// path with its ids or the query string).
+fn api_span(
+    method: &str,
+    route: &str,
+    status: u16,
+    parent: Option<data_plane::otlp::TraceParent>,
+    start: u64,
+) -> data_plane::otlp::Span {
+    use data_plane::otlp::{self, AttrValue};
+    otlp::Span {
+        trace_id: parent
+            .map(|p| p.trace_id)
+            .unwrap_or_else(otlp::new_trace_id),
+        span_id: otlp::new_span_id(),
+        parent_span_id: parent.map(|p| p.span_id),
+        name: format!("{method} {route}"),
+        kind: otlp::KIND_SERVER,
+        start_unix_nano: start,
+        end_unix_nano: otlp::unix_nano_now(),
+        attributes: vec![
+            ("http.request.method", AttrValue::Str(method.to_string())),
+            ("http.route", AttrValue::Str(route.to_string())),
+            (
+                "http.response.status_code",
+                AttrValue::Int(i64::from(status)),
+            ),
+        ],
+        error: (status >= 500).then(|| format!("HTTP {status}")),
+    }
 }
 
 async fn not_found(req: Request) -> ApiError {

@@ -18,6 +18,7 @@ pub async fn start_node(running: &Running, addr: SocketAddr) -> anyhow::Result<R
     node.proxy_addr = addr;
     node.cache_dir = cfg.data_dir.join("node");
     node.upstream_policy = cfg.upstream_policy.clone();
+    node.otlp_traces_url = cfg.otlp_traces_url.clone();
     node.node_id = format!("standalone-{}", std::process::id());
     data_plane::node::start(node).await
 }

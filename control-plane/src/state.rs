@@ -23,11 +23,22 @@ pub struct Inner {
     pub login_limiter: crate::http::ratelimit::RateLimiter,
     pub upstream_policy: Arc<NetPolicy>,
     pub metrics: crate::metrics::Metrics,
+    /// OTLP trace export of API requests, when configured.
+    pub tracer: Option<Arc<data_plane::otlp::Exporter>>,
 }
 
 impl AppState {
     pub fn new(config: Config, db: Db, keys: MasterKeys, clock: Arc<dyn Clock>) -> AppState {
         let upstream_policy = Arc::new(config.upstream_policy.clone());
+        // Spans still queued when the process exits are lost (at most one 2 s batch).
+        let tracer = config.otlp_traces_url.clone().map(|url| {
+            data_plane::otlp::Exporter::start(
+                url,
+                "aiproxy-control-plane",
+                data_plane::node::otlp_client(),
+                tokio_util::sync::CancellationToken::new(),
+            )
+        });
         AppState(Arc::new(Inner {
             snapshots: SnapshotHub::new(),
             login_limiter: crate::http::ratelimit::RateLimiter::new(20, 60_000),
@@ -37,6 +48,7 @@ impl AppState {
             clock,
             upstream_policy,
             metrics: crate::metrics::Metrics::default(),
+            tracer,
         }))
     }
 

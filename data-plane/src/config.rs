@@ -89,6 +89,8 @@ pub struct NodeConfig {
     pub spool_max_bytes: u64,
     /// In-memory response cache bound (when Redis is not configured).
     pub cache_max_bytes: usize,
+    /// Where traces go (`<AIPROXY_OTLP_ENDPOINT>/v1/traces`, OTLP/HTTP JSON); none = no export.
+    pub otlp_traces_url: Option<http::Uri>,
 }
 
 impl NodeConfig {
@@ -110,6 +112,7 @@ impl NodeConfig {
             redis_url: None,
             spool_max_bytes: 256 * 1024 * 1024,
             cache_max_bytes: 64 * 1024 * 1024,
+            otlp_traces_url: None,
         }
     }
 
@@ -196,6 +199,14 @@ impl NodeConfig {
         if let Some(v) = env.parse::<u64>("AIPROXY_SPOOL_MAX_BYTES", "a number of bytes")? {
             c.spool_max_bytes = v;
         }
+        if let Some(v) = env.get("AIPROXY_OTLP_ENDPOINT")?
+            && !v.trim().is_empty()
+        {
+            c.otlp_traces_url = Some(
+                crate::otlp::traces_url(&v)
+                    .map_err(|e| ConfigError::new("AIPROXY_OTLP_ENDPOINT", e))?,
+            );
+        }
         let ca = env.get("AIPROXY_GRPC_TLS_CA")?;
         let domain = env.get("AIPROXY_GRPC_TLS_DOMAIN")?;
         let cert = env.get("AIPROXY_GRPC_TLS_CLIENT_CERT")?;
@@ -263,5 +274,23 @@ mod tests {
         .unwrap();
         assert_eq!(c.timeouts.first_byte, Duration::from_millis(1500));
         assert!(c.node_id.len() > 8);
+        assert!(c.otlp_traces_url.is_none());
+        let e = NodeConfig::from_env(&Env::from_pairs([
+            ("AIPROXY_CONTROL_PLANE_URL", "http://cp:8001"),
+            ("AIPROXY_NODE_TOKEN", "t"),
+            ("AIPROXY_OTLP_ENDPOINT", "otel-collector:4317"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.var, "AIPROXY_OTLP_ENDPOINT");
+        let c = NodeConfig::from_env(&Env::from_pairs([
+            ("AIPROXY_CONTROL_PLANE_URL", "http://cp:8001"),
+            ("AIPROXY_NODE_TOKEN", "t"),
+            ("AIPROXY_OTLP_ENDPOINT", "http://otel-collector:4318/"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.otlp_traces_url.map(|u| u.to_string()).as_deref(),
+            Some("http://otel-collector:4318/v1/traces")
+        );
     }
 }

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod netguard;
 pub mod node;
 pub mod observe;
+pub mod otlp;
 pub mod payload;
 pub mod proxy;
 pub mod record;

@@ -22,6 +22,8 @@ pub struct NodeState {
     pub balancer: Balancer,
     pub metrics: Arc<Metrics>,
     pub sink: Sink,
+    /// OTLP trace export, when `AIPROXY_OTLP_ENDPOINT` is set.
+    pub tracer: Option<Arc<crate::otlp::Exporter>>,
     pub cache: crate::cache::Cache,
     /// Set on SIGTERM: `/readyz` fails so load balancers stop sending new requests.
     pub draining: AtomicBool,
@@ -32,6 +34,14 @@ pub type Node = Arc<NodeState>;
 impl NodeState {
     pub fn ready(&self) -> bool {
         self.store.load().is_some() && !self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Where every finished call's record goes: traces (if configured), then the log pipeline.
+    pub fn submit(&self, record: crate::record::RequestRecord) {
+        if let Some(t) = &self.tracer {
+            t.submit_record(&record);
+        }
+        self.sink.submit(record);
     }
 
     fn on_apply(&self, s: &Snapshot) {
@@ -86,6 +96,21 @@ impl RunningNode {
     }
 }
 
+/// The trace collector is the operator's own choice (usually in-cluster, on a private
+/// address), so its client is not bound by the upstream SSRF policy.
+pub fn otlp_client() -> HttpClient {
+    httpclient::build(
+        Arc::new(crate::netguard::NetPolicy {
+            allow_private: true,
+            allow_cidrs: Vec::new(),
+        }),
+        &ClientOptions {
+            pool_max_idle_per_host: 2,
+            ..Default::default()
+        },
+    )
+}
+
 pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     let listener = TcpListener::bind(cfg.proxy_addr).await.map_err(|e| {
         anyhow::anyhow!(
@@ -119,6 +144,11 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         None => Arc::new(crate::cache::MemoryStore::new(cfg.cache_max_bytes)),
     };
     let cache = crate::cache::Cache::new(cache_store, cfg.node_token.expose());
+    let ship_stop = CancellationToken::new();
+    let tracer = cfg.otlp_traces_url.clone().map(|url| {
+        tracing::info!(url = %url, "exporting traces over OTLP/HTTP");
+        crate::otlp::Exporter::start(url, "aiproxy-data-plane", otlp_client(), ship_stop.clone())
+    });
     let node: Node = Arc::new(NodeState {
         cfg: cfg.clone(),
         store: store.clone(),
@@ -126,6 +156,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         balancer: Balancer::default(),
         metrics,
         sink,
+        tracer,
         cache,
         draining: AtomicBool::new(false),
     });
@@ -140,7 +171,6 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     syncer.load_cache();
     let shutdown = CancellationToken::new();
     let sync = tokio::spawn(syncer.run(shutdown.clone()));
-    let ship_stop = CancellationToken::new();
     let shipper = tokio::spawn(shipper.run(ship_stop.clone()));
     let app = crate::server::router(node.clone());
     let sd = shutdown.clone();

@@ -58,7 +58,7 @@ impl Call {
         self.record.latency_ms = self.started.elapsed().as_millis() as u64;
         self.record.finished_at_ms = now_ms();
         self.node.metrics.observe(&self.record);
-        self.node.sink.submit(self.record);
+        self.node.submit(self.record);
     }
 
     /// Records a failure and renders it with the call's headers.
@@ -297,6 +297,12 @@ async fn run(
             stream,
             started_at_ms: now_ms(),
             input: log_payload.then(|| crate::payload::input_for_log(client_body)),
+            trace_parent: node
+                .tracer
+                .as_ref()
+                .and_then(|_| headers.get("traceparent"))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
             ..Default::default()
         },
         started,
@@ -421,6 +427,7 @@ async fn attempt_loop(
         };
         tried.insert(cand.cred.id.clone());
         let t0 = Instant::now();
+        let t0_ms = now_ms();
         let guard = node.balancer.begin(&cand.cred);
         let result = attempt(&node, &cand, &shape, &bodies, headers).await;
         let latency_ms = t0.elapsed().as_millis() as u64;
@@ -439,6 +446,7 @@ async fn attempt_loop(
             status,
             error,
             latency_ms,
+            started_at_ms: t0_ms,
         });
         call.record.provider_type = cand.cred.provider_type.clone();
         call.record.credential_name = cand.cred.name.clone();

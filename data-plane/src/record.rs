@@ -12,6 +12,8 @@ pub struct Attempt {
     pub status: u16,
     pub error: String,
     pub latency_ms: u64,
+    /// When the attempt began (ms since the epoch).
+    pub started_at_ms: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -40,6 +42,8 @@ pub struct RequestRecord {
     /// Payloads, when logging was requested.
     pub input: Option<serde_json::Value>,
     pub output: Option<serde_json::Value>,
+    /// The caller's W3C `traceparent`, when it sent one (trace export only; never stored).
+    pub trace_parent: Option<String>,
 }
 
 pub trait RecordSink: Send + Sync {

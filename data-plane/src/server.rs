@@ -51,7 +51,14 @@ pub fn router(node: Node) -> Router {
             get(|State(n): State<Node>| async move {
                 (
                     [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    n.metrics.render(&n.balancer.render_metrics()),
+                    n.metrics.render(&format!(
+                        "{}{}",
+                        n.balancer.render_metrics(),
+                        n.tracer
+                            .as_ref()
+                            .map(|t| t.render_metrics())
+                            .unwrap_or_default()
+                    )),
                 )
             }),
         )

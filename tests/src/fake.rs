@@ -3,6 +3,7 @@
 //! it received, and plays scripted replies: answers, errors, hangs, cut streams.
 
 pub mod openai;
+pub mod otlp;
 pub mod providers;
 pub mod realtime;
 

@@ -150,6 +150,7 @@ async fn prepare(
     let mut last = String::from("every realtime credential is cooling down");
     for cand in usable.into_iter().take(node.cfg.max_attempts as usize) {
         let t0 = Instant::now();
+        let t0_ms = now_ms();
         let guard = node.balancer.begin(&cand.cred);
         match connect(node, &cand.cred, &cand.served.upstream_model).await {
             Ok(up) => {
@@ -160,6 +161,7 @@ async fn prepare(
                     status: 101,
                     error: String::new(),
                     latency_ms: t0.elapsed().as_millis() as u64,
+                    started_at_ms: t0_ms,
                 });
                 record.provider_type = cand.cred.provider_type.clone();
                 record.credential_name = cand.cred.name.clone();
@@ -183,6 +185,7 @@ async fn prepare(
                     status: 502,
                     error: e.clone(),
                     latency_ms: t0.elapsed().as_millis() as u64,
+                    started_at_ms: t0_ms,
                 });
                 last = format!("credential `{}`: {e}", cand.cred.name);
             }
@@ -199,7 +202,7 @@ async fn prepare(
     record.error_message = err.message.clone();
     record.finished_at_ms = now_ms();
     node.metrics.observe(&record);
-    node.sink.submit(record);
+    node.submit(record);
     Err(err)
 }
 
@@ -418,5 +421,5 @@ async fn relay(mut s: Session, client: WebSocket, upstream: Upstream) {
         );
     }
     s.node.metrics.observe(r);
-    s.node.sink.submit(std::mem::take(r));
+    s.node.submit(std::mem::take(r));
 }

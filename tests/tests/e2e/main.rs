@@ -14,5 +14,6 @@ mod sdk;
 mod streaming;
 mod sync;
 mod tls;
+mod traces;
 mod translation;
 mod web_admin;
