@@ -5,6 +5,8 @@
 //! with HdrHistograms. Every scenario runs direct, via the baseline and via the data plane in
 //! the same run, interleaved. Writes `bench/results/latest.{md,json}`.
 
+mod scale;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -335,6 +337,32 @@ async fn wait_ok(url: &str, timeout: Duration) -> bool {
     false
 }
 
+/// SQLite in the run's temporary directory, or — with `BENCH_POSTGRES_URL` — a fresh schema
+/// in that PostgreSQL database.
+async fn database_url(dir: &std::path::Path) -> Result<String, Error> {
+    match std::env::var("BENCH_POSTGRES_URL") {
+        Ok(admin) if !admin.is_empty() => {
+            let schema = format!("bench_{}", rand::random::<u32>());
+            sqlx::any::install_default_drivers();
+            let pool = sqlx::AnyPool::connect(&admin).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                .execute(&pool)
+                .await?;
+            pool.close().await;
+            let sep = if admin.contains('?') { '&' } else { '?' };
+            Ok(format!("{admin}{sep}options=-c%20search_path%3D{schema}"))
+        }
+        _ => Ok(format!("sqlite://{}/bench.db?mode=rwc", dir.display())),
+    }
+}
+
+fn database_name() -> &'static str {
+    match std::env::var("BENCH_POSTGRES_URL") {
+        Ok(v) if !v.is_empty() => "PostgreSQL",
+        _ => "SQLite",
+    }
+}
+
 struct Stack {
     _dir: tempfile::TempDir,
     _cp: Proc,
@@ -360,10 +388,7 @@ impl Stack {
         );
         let cp = Command::new(bin_dir.join("aiproxy-control-plane"))
             .arg("serve")
-            .env(
-                "AIPROXY_DATABASE_URL",
-                format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()),
-            )
+            .env("AIPROXY_DATABASE_URL", database_url(dir.path()).await?)
             .env("AIPROXY_MASTER_KEY", master)
             .env("AIPROXY_NODE_TOKEN", &token)
             .env("AIPROXY_BOOTSTRAP_ADMIN_EMAIL", "bench@example.com")
@@ -419,6 +444,38 @@ impl Stack {
             return Err(format!("{method} {path}: {status} {v}").into());
         }
         Ok(v)
+    }
+
+    fn cp_pid(&self) -> u32 {
+        self._cp.pid()
+    }
+
+    /// Waits until every node serves the control plane's current configuration version.
+    async fn wait_all_nodes_current(&self) -> Result<(), Error> {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let nodes = self.api("GET", "/api/v1/nodes", None).await?;
+            let target = nodes
+                .as_array()
+                .and_then(|a| a.first())
+                .and_then(|n| n["current_version"].as_u64())
+                .unwrap_or(0);
+            let mut all = target > 0;
+            for (_, a) in &self.nodes {
+                if node_version(&http, *a).await < target {
+                    all = false;
+                    break;
+                }
+            }
+            if all {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err("nodes did not reach the current configuration version".into());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     async fn add_node(&mut self) -> Result<usize, Error> {
@@ -669,6 +726,31 @@ async fn main() -> Result<(), Error> {
     }
     let (prop_p50, prop_p99) = (pct(&prop, 0.5), pct(&prop, 0.99));
 
+    let env_u64 = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(d)
+    };
+    // Fault run: 3 credentials, one flapping between healthy and 503 every 2 s; 500 req/s, so
+    // 10,000 requests span 20 s (10 flips).
+    let fault_n = env_u64("BENCH_FAULT_REQUESTS", 10_000);
+    let fault = scale::fault_run(&stack, node, up, fault_n, 500.0, Duration::from_secs(2)).await?;
+    // Usage query on a million log rows (ingested over LogService.Ingest).
+    let usage = scale::usage_query(&stack, env_u64("BENCH_USAGE_ROWS", 1_000_000)).await?;
+    // Configuration at 10,000 projects / 50,000 keys / 20,000 credentials, then the chat
+    // scenario again on the first node.
+    let scale_fig = scale::config_at_scale(&mut stack, env_u64("BENCH_PROJECTS", 10_000)).await?;
+    let cpu0 = cpu_secs(node_pid);
+    let o = drive(&proxied("/chat/completions"), &chat, 16, dur).await?;
+    rows.push(row(
+        &format!("chat at {} projects", scale_fig.projects),
+        "data plane",
+        16,
+        &o,
+        Some(cpu_secs(node_pid) - cpu0),
+    ));
+
     // Targets.
     let find = |s: &str, p: &str, c: usize| {
         rows.iter()
@@ -723,6 +805,97 @@ async fn main() -> Result<(), Error> {
         tr_cpu_per <= 2.0 * same_cpu_per,
     ));
     checks.push((
+        format!(
+            "fault run: 100% success ({} requests at 500/s, 1 of 3 credentials flapping 503 every 2 s)",
+            fault.requests
+        ),
+        format!(
+            "{} ok, {} failed ({:.3}%); the flapping key refused {} attempts over {} flips",
+            fault.ok,
+            fault.flapping.errors,
+            fault.ok as f64 * 100.0 / fault.requests.max(1) as f64,
+            fault.refused,
+            fault.flips
+        ),
+        fault.ok == fault.requests,
+    ));
+    let fault_added = fault
+        .flapping
+        .total
+        .value_at_quantile(0.99)
+        .saturating_sub(fault.healthy.total.value_at_quantile(0.99));
+    checks.push((
+        "fault run: added p99 vs all healthy (reported)".into(),
+        format!(
+            "+{fault_added} µs (p99 {} µs flapping vs {} µs healthy; p50 {} vs {} µs)",
+            fault.flapping.total.value_at_quantile(0.99),
+            fault.healthy.total.value_at_quantile(0.99),
+            fault.flapping.total.value_at_quantile(0.5),
+            fault.healthy.total.value_at_quantile(0.5)
+        ),
+        true,
+    ));
+    let slowest = usage.queries.iter().map(|q| q.1).fold(0.0f64, f64::max);
+    checks.push((
+        format!(
+            "usage query on {} rows ≤ 1 s (every grouping, 30 days)",
+            usage.rows
+        ),
+        format!(
+            "slowest {slowest:.0} ms ({})",
+            usage
+                .queries
+                .iter()
+                .map(|(g, ms, _)| format!("{g} {ms:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        slowest <= 1000.0,
+    ));
+    checks.push((
+        format!(
+            "snapshot apply ≤ 200 ms at {} projects / {} keys / {} credentials",
+            scale_fig.projects, scale_fig.api_keys, scale_fig.credentials
+        ),
+        format!(
+            "apply {:.0} ms, build {:.0} ms, {:.1} MiB",
+            scale_fig.apply_ms,
+            scale_fig.build_ms,
+            scale_fig.snapshot_bytes / 1048576.0
+        ),
+        scale_fig.apply_ms <= 200.0,
+    ));
+    checks.push((
+        format!("propagation p99 ≤ 1 s at {} projects", scale_fig.projects),
+        format!(
+            "p50 {:.0} ms, p99 {:.0} ms",
+            scale_fig.propagation_p50_ms, scale_fig.propagation_p99_ms
+        ),
+        scale_fig.propagation_p99_ms <= 1000.0,
+    ));
+    if let (Some(small), Some(big)) = (
+        find("chat", "data plane", 16),
+        rows.iter()
+            .find(|r| r.scenario.starts_with("chat at ") && r.concurrency == 16),
+    ) {
+        let r50 = big.p50 as f64 / small.p50.max(1) as f64;
+        checks.push((
+            format!(
+                "request latency unchanged at {} projects (c=16 p50 within 15%)",
+                scale_fig.projects
+            ),
+            format!(
+                "p50 {} vs {} µs ({:+.0}%), p99 {} vs {} µs",
+                big.p50,
+                small.p50,
+                (r50 - 1.0) * 100.0,
+                big.p99,
+                small.p99
+            ),
+            r50 <= 1.15,
+        ));
+    }
+    checks.push((
         "RSS idle ≤ 30 MB".into(),
         format!("{rss_idle:.1} MiB"),
         rss_idle <= 30.0,
@@ -745,6 +918,7 @@ async fn main() -> Result<(), Error> {
     // Report.
     let mut md = String::new();
     md.push_str("# Benchmark report\n\n");
+    md.push_str(&format!("Control-plane database: {}. ", database_name()));
     md.push_str(&format!("Loopback, one data-plane node (auth, routing, usage logging via `x-bt-parent`, metrics on), {secs} s per point, closed loop. Machine: {} cores. Total run {:.0} s.\n\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), started.elapsed().as_secs_f64()));
     md.push_str("## Targets\n\n| target | measured | met |\n|---|---|---|\n");
     for (t, m, ok) in &checks {
@@ -773,11 +947,37 @@ async fn main() -> Result<(), Error> {
         ));
     }
     md.push_str(&format!("\nNode RSS: idle {rss_idle:.1} MiB, under load {rss_load:.1} MiB. Config propagation to 3 nodes over 100 changes: p50 {:.1} ms, p99 {:.1} ms.\n", prop_p50 as f64 / 1000.0, prop_p99 as f64 / 1000.0));
-    md.push_str("\nNot measured by this harness yet: snapshot build/apply at 10,000 projects / 50,000 keys / 20,000 credentials, usage query on 1,000,000 rows, the flapping-credential fault run. The driver, the fake upstream and the baseline proxy share this process and the machine's 2 cores with the node, so ratios are indicative.\n");
+    md.push_str(&format!("\n## Fault run\n\n{} requests at c=16 paced to 500/s over 3 project credentials for one model (two healthy, one flapping between healthy and 503 every 2 s, starting in the failing state), after the same number with all three healthy.\n\n| run | ok | failed | p50 µs | p99 µs | p99.9 µs |\n|---|---|---|---|---|---|\n", fault.requests));
+    for (name, o) in [
+        ("all healthy", &fault.healthy),
+        ("one flapping", &fault.flapping),
+    ] {
+        md.push_str(&format!(
+            "| {name} | {} | {} | {} | {} | {} |\n",
+            o.ok,
+            o.errors,
+            o.total.value_at_quantile(0.5),
+            o.total.value_at_quantile(0.99),
+            o.total.value_at_quantile(0.999)
+        ));
+    }
+    md.push_str(&format!("\n## Usage query\n\n{} usage records ingested over `LogService.Ingest` (batches of 2,000, acknowledged) in {:.1} s ({:.0} records/s) into {}; `GET /api/v1/orgs/{{id}}/usage` over 30 days, median of 3:\n\n| group_by | ms | groups |\n|---|---|---|\n", usage.rows, usage.ingest_secs, usage.rows as f64 / usage.ingest_secs.max(1e-9), database_name()));
+    for (g, ms, n) in &usage.queries {
+        md.push_str(&format!("| {g} | {ms:.0} | {n} |\n"));
+    }
+    md.push_str(&format!("\n## Configuration at scale\n\n{} projects, {} project API keys and {} project credentials created through the REST API (8 clients) in {:.0} s. Snapshot build {:.0} ms (control plane), {:.1} MiB encoded; a new node connects, downloads, validates, indexes and serves it in {:.0} ms (apply {:.0} ms). One change at this size reaches all nodes in p50 {:.0} ms / p99 {:.0} ms (20 changes). RSS: node {:.1} MiB, control plane {:.1} MiB.\n", scale_fig.projects, scale_fig.api_keys, scale_fig.credentials, scale_fig.seed_secs, scale_fig.build_ms, scale_fig.snapshot_bytes / 1048576.0, scale_fig.new_node_ready_ms, scale_fig.apply_ms, scale_fig.propagation_p50_ms, scale_fig.propagation_p99_ms, scale_fig.node_rss_mib, scale_fig.cp_rss_mib));
+    md.push_str("\nThe driver, the fake upstream and the baseline proxy share this process and the machine's 2 cores with the node, so ratios are indicative.\n");
     let js = json!({
         "seconds_per_point": secs,
         "rss_idle_mib": rss_idle, "rss_load_mib": rss_load,
         "propagation_us": {"p50": prop_p50, "p99": prop_p99, "samples": prop.len()},
+        "fault_run": {"requests": fault.requests, "ok": fault.ok, "failed": fault.flapping.errors, "refused_by_flapping_key": fault.refused, "flips": fault.flips,
+            "healthy_p50_us": fault.healthy.total.value_at_quantile(0.5), "healthy_p99_us": fault.healthy.total.value_at_quantile(0.99),
+            "flapping_p50_us": fault.flapping.total.value_at_quantile(0.5), "flapping_p99_us": fault.flapping.total.value_at_quantile(0.99)},
+        "usage_query": {"rows": usage.rows, "ingest_secs": usage.ingest_secs, "queries_ms": usage.queries.iter().map(|(g, ms, n)| json!({"group_by": g, "median_ms": ms, "groups": n})).collect::<Vec<_>>()},
+        "config_scale": {"projects": scale_fig.projects, "api_keys": scale_fig.api_keys, "credentials": scale_fig.credentials, "seed_secs": scale_fig.seed_secs,
+            "build_ms": scale_fig.build_ms, "snapshot_bytes": scale_fig.snapshot_bytes, "apply_ms": scale_fig.apply_ms, "new_node_ready_ms": scale_fig.new_node_ready_ms,
+            "propagation_p50_ms": scale_fig.propagation_p50_ms, "propagation_p99_ms": scale_fig.propagation_p99_ms, "node_rss_mib": scale_fig.node_rss_mib, "cp_rss_mib": scale_fig.cp_rss_mib},
         "targets": checks.iter().map(|(t, m, ok)| json!({"target": t, "measured": m, "met": ok})).collect::<Vec<_>>(),
         "scenarios": rows.iter().map(|r| json!({"scenario": r.scenario, "path": r.path, "concurrency": r.concurrency, "rps": r.rps,
             "p50_us": r.p50, "p99_us": r.p99, "p999_us": r.p999, "ttfb_p50_us": r.ttfb_p50, "ttfb_p99_us": r.ttfb_p99, "errors": r.errors, "node_cpu_us_per_req": r.cpu_us_per_req})).collect::<Vec<_>>(),

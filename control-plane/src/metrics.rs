@@ -12,6 +12,10 @@ pub struct Metrics {
     pub ingest_records: AtomicU64,
     pub ingest_batches: AtomicU64,
     pub connected_nodes: AtomicU64,
+    /// The last snapshot build: duration (µs), version and size (encoded, bytes).
+    pub snapshot_build_us: AtomicU64,
+    pub snapshot_version: AtomicU64,
+    pub snapshot_bytes: AtomicU64,
 }
 
 impl Metrics {
@@ -50,6 +54,21 @@ impl Metrics {
             out,
             "# HELP aiproxy_ingest_batches_total Log batches stored.\n# TYPE aiproxy_ingest_batches_total counter\naiproxy_ingest_batches_total {}",
             self.ingest_batches.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP aiproxy_snapshot_build_seconds Time the last configuration snapshot took to build.\n# TYPE aiproxy_snapshot_build_seconds gauge\naiproxy_snapshot_build_seconds {}",
+            self.snapshot_build_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "# HELP aiproxy_snapshot_version Version of the last configuration snapshot built.\n# TYPE aiproxy_snapshot_version gauge\naiproxy_snapshot_version {}",
+            self.snapshot_version.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP aiproxy_snapshot_bytes Encoded size of the last configuration snapshot.\n# TYPE aiproxy_snapshot_bytes gauge\naiproxy_snapshot_bytes {}",
+            self.snapshot_bytes.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

@@ -52,8 +52,9 @@ pub fn router(node: Node) -> Router {
                 (
                     [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
                     n.metrics.render(&format!(
-                        "{}{}",
+                        "{}{}{}",
                         n.balancer.render_metrics(),
+                        n.store.render_metrics(),
                         n.tracer
                             .as_ref()
                             .map(|t| t.render_metrics())

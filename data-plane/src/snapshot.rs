@@ -420,6 +420,10 @@ fn credential(c: pb::Credential, key: &SealKey) -> Result<Credential, SnapshotEr
 #[derive(Default)]
 pub struct SnapshotStore {
     current: ArcSwapOption<Snapshot>,
+    /// The last apply: how long decoding, validating and indexing took (µs), and the
+    /// snapshot's encoded size (bytes). For `/metrics`.
+    pub last_apply_us: std::sync::atomic::AtomicU64,
+    pub last_apply_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl SnapshotStore {
@@ -433,5 +437,16 @@ impl SnapshotStore {
 
     pub fn store(&self, s: Snapshot) {
         self.current.store(Some(Arc::new(s)));
+    }
+
+    /// Prometheus lines for the last apply.
+    pub fn render_metrics(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        format!(
+            "# HELP aiproxy_config_apply_seconds Time the last configuration snapshot took to decode, validate and index.\n# TYPE aiproxy_config_apply_seconds gauge\naiproxy_config_apply_seconds {}\n\
+             # HELP aiproxy_config_snapshot_bytes Size of the last configuration snapshot received.\n# TYPE aiproxy_config_snapshot_bytes gauge\naiproxy_config_snapshot_bytes {}\n",
+            self.last_apply_us.load(Relaxed) as f64 / 1e6,
+            self.last_apply_bytes.load(Relaxed)
+        )
     }
 }

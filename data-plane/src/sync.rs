@@ -98,6 +98,7 @@ impl Syncer {
         if env.version != 0 && env.version < current {
             return Ok(current);
         }
+        let t0 = std::time::Instant::now();
         let snap = Snapshot::build(&env.snapshot, &self.snapshot_key).map_err(|e| e.to_string())?;
         if snap.version != env.version {
             return Err(format!(
@@ -108,6 +109,15 @@ impl Syncer {
         let v = snap.version;
         (self.on_apply)(&snap);
         self.store.store(snap);
+        {
+            use std::sync::atomic::Ordering::Relaxed;
+            self.store
+                .last_apply_us
+                .store(t0.elapsed().as_micros() as u64, Relaxed);
+            self.store
+                .last_apply_bytes
+                .store(env.snapshot.len() as u64, Relaxed);
+        }
         self.save_cache(&env.snapshot);
         Ok(v)
     }

@@ -54,6 +54,17 @@ const COLS: &str = "id, org_id, project_id, api_key_id, model, provider_type, cr
     request_id, attempts_json, input, output";
 const NCOLS: usize = 31;
 
+/// Rows per multi-row INSERT. Binding cost grows faster than linearly with the number of
+/// parameters in one statement (measured through sqlx: 500 rows × 31 columns stored 1,465 rows/s
+/// on SQLite, 8 rows 40,000+/s; on PostgreSQL 20 rows was best at ≈28,000/s), so batches are
+/// written as many small statements inside one transaction.
+pub fn rows_per_insert(backend: super::Backend) -> usize {
+    match backend {
+        super::Backend::Sqlite => 8,
+        super::Backend::Postgres => 20,
+    }
+}
+
 /// Inserts rows in one statement; rows whose id already exists are skipped. Returns how many
 /// were stored.
 pub async fn insert_batch<'e, E: Executor<'e, Database = Any>>(
@@ -295,18 +306,19 @@ pub async fn usage(
         ""
     };
     let key = format!("COALESCE(CAST({group_expr} AS TEXT), '')");
+    // Two scans instead of three: sums per (group, latency bucket) — added up per group here,
+    // and the buckets are the latency histogram — then the TTFT histogram. On SQLite both are
+    // answered from the covering index `request_logs_usage` (migration 0002).
     let sums = format!(
         // CAST: PostgreSQL sums BIGINT columns as NUMERIC, which the Any driver cannot decode.
-        "SELECT {key} AS k, COUNT(*) AS requests, CAST(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS BIGINT) AS errors, CAST(SUM(prompt_tokens) AS BIGINT) AS p, \
+        "SELECT {key} AS k, latency_bucket AS b, COUNT(*) AS requests, CAST(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS BIGINT) AS errors, CAST(SUM(prompt_tokens) AS BIGINT) AS p, \
          CAST(SUM(completion_tokens) AS BIGINT) AS c, CAST(SUM(cached_tokens) AS BIGINT) AS ca, CAST(SUM(reasoning_tokens) AS BIGINT) AS r, SUM(cost_usd) AS cost, \
          CAST(SUM(cache_hit) AS BIGINT) AS hits \
-         FROM request_logs WHERE org_id = $1 AND started_at >= $2 AND started_at < $3{scope} GROUP BY {key} ORDER BY {key}"
+         FROM request_logs WHERE org_id = $1 AND started_at >= $2 AND started_at < $3{scope} GROUP BY {key}, latency_bucket"
     );
-    let hist = |col: &str| {
-        format!(
-            "SELECT {key} AS k, {col} AS b, COUNT(*) AS n FROM request_logs WHERE org_id = $1 AND started_at >= $2 AND started_at < $3{scope} AND {col} >= 0 GROUP BY {key}, {col}"
-        )
-    };
+    let ttft_sql = format!(
+        "SELECT {key} AS k, ttft_bucket AS b, COUNT(*) AS n FROM request_logs WHERE org_id = $1 AND started_at >= $2 AND started_at < $3{scope} AND ttft_bucket >= 0 GROUP BY {key}, ttft_bucket"
+    );
     let bind = |sql: String| {
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(org_id.to_string())
@@ -318,30 +330,35 @@ pub async fn usage(
         q
     };
     let rows = bind(sums).fetch_all(db.pool()).await?;
-    let groups = rows
+    let mut groups: std::collections::BTreeMap<String, UsageGroup> = Default::default();
+    let mut lat = Vec::new();
+    for r in &rows {
+        let k = s(r, "k")?;
+        let n = i(r, "requests")?;
+        let b = i(r, "b")?;
+        if b >= 0 {
+            lat.push((k.clone(), b, n));
+        }
+        let g = groups.entry(k.clone()).or_insert_with(|| UsageGroup {
+            key: k,
+            ..Default::default()
+        });
+        g.requests += n;
+        g.errors += super::oi(r, "errors")?.unwrap_or(0);
+        g.prompt_tokens += super::oi(r, "p")?.unwrap_or(0);
+        g.completion_tokens += super::oi(r, "c")?.unwrap_or(0);
+        g.cached_tokens += super::oi(r, "ca")?.unwrap_or(0);
+        g.reasoning_tokens += super::oi(r, "r")?.unwrap_or(0);
+        g.cost_usd += super::of(r, "cost")?.unwrap_or(0.0);
+        g.cache_hits += super::oi(r, "hits")?.unwrap_or(0);
+    }
+    let ttft = bind(ttft_sql)
+        .fetch_all(db.pool())
+        .await?
         .iter()
-        .map(|r| {
-            Ok(UsageGroup {
-                key: s(r, "k")?,
-                requests: i(r, "requests")?,
-                errors: super::oi(r, "errors")?.unwrap_or(0),
-                prompt_tokens: super::oi(r, "p")?.unwrap_or(0),
-                completion_tokens: super::oi(r, "c")?.unwrap_or(0),
-                cached_tokens: super::oi(r, "ca")?.unwrap_or(0),
-                reasoning_tokens: super::oi(r, "r")?.unwrap_or(0),
-                cost_usd: super::of(r, "cost")?.unwrap_or(0.0),
-                cache_hits: super::oi(r, "hits")?.unwrap_or(0),
-            })
-        })
+        .map(|r| Ok((s(r, "k")?, i(r, "b")?, i(r, "n")?)))
         .collect::<DbResult<Vec<_>>>()?;
-    let to_hist = |rows: Vec<sqlx::any::AnyRow>| {
-        rows.iter()
-            .map(|r| Ok((s(r, "k")?, i(r, "b")?, i(r, "n")?)))
-            .collect::<DbResult<Vec<_>>>()
-    };
-    let lat = to_hist(bind(hist("latency_bucket")).fetch_all(db.pool()).await?)?;
-    let ttft = to_hist(bind(hist("ttft_bucket")).fetch_all(db.pool()).await?)?;
-    Ok((groups, lat, ttft))
+    Ok((groups.into_values().collect(), lat, ttft))
 }
 
 #[cfg(test)]

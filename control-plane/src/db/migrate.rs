@@ -13,12 +13,20 @@ pub struct Migration {
     pub postgres: &'static str,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sqlite: include_str!("../../../migrations/sqlite/0001_init.sql"),
-    postgres: include_str!("../../../migrations/postgres/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sqlite: include_str!("../../../migrations/sqlite/0001_init.sql"),
+        postgres: include_str!("../../../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "usage_index",
+        sqlite: include_str!("../../../migrations/sqlite/0002_usage_index.sql"),
+        postgres: include_str!("../../../migrations/postgres/0002_usage_index.sql"),
+    },
+];
 
 const LOCK_ID: i64 = 0x0061_6970_726f_7879; // "aiproxy"
 

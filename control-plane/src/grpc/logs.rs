@@ -91,7 +91,7 @@ pub async fn store(
     let invalid = total - rows.len() as u32;
     let mut tx = st.db().begin().await?;
     let mut stored = 0u64;
-    for chunk in rows.chunks(500) {
+    for chunk in rows.chunks(db::logs::rows_per_insert(st.db().backend())) {
         stored += db::logs::insert_batch(&mut *tx, chunk).await?;
     }
     tx.commit().await?;

@@ -116,11 +116,19 @@ impl SnapshotHub {
             loop {
                 let current = st.snapshots().current().map(|s| s.version);
                 match db::config_version(st.db()).await {
-                    Ok(v) if Some(v as u64) != current => match build(&st).await {
-                        Ok(s) => {
+                    Ok(v) if Some(v as u64) != current => match timed_build(&st).await {
+                        Ok((s, took)) => {
+                            use std::sync::atomic::Ordering::Relaxed;
+                            let m = &st.0.metrics;
+                            m.snapshot_build_us.store(took.as_micros() as u64, Relaxed);
+                            m.snapshot_version.store(s.version, Relaxed);
+                            m.snapshot_bytes.store(s.base.encoded_len() as u64, Relaxed);
                             tracing::info!(
                                 version = s.version,
+                                projects = s.base.projects.len(),
+                                api_keys = s.base.api_keys.len(),
                                 credentials = s.base.credentials.len(),
+                                build_ms = took.as_millis() as u64,
                                 "built configuration snapshot"
                             );
                             st.snapshots().publish(s);
@@ -140,6 +148,12 @@ impl SnapshotHub {
             }
         })
     }
+}
+
+async fn timed_build(st: &AppState) -> Result<(BuiltSnapshot, Duration), db::DbError> {
+    let t0 = std::time::Instant::now();
+    let s = build(st).await?;
+    Ok((s, t0.elapsed()))
 }
 
 /// Builds a snapshot in one read transaction (repeatable read on Postgres).

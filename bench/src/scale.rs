@@ -1,0 +1,455 @@
+//! The scenarios that need more than a load driver: the flapping-credential fault run, the usage
+//! query over a million log rows, and the configuration at 10,000 projects / 50,000 API keys /
+//! 20,000 credentials.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use proto::v1 as pb;
+use serde_json::{Value, json};
+
+use crate::{Body, Error, Outcome, Stack, Target, full, hist, one, serve, upstream};
+
+// ---- fault run -------------------------------------------------------------------------------
+
+pub struct FaultRun {
+    pub requests: u64,
+    pub ok: u64,
+    pub healthy: Outcome,
+    pub flapping: Outcome,
+    /// Requests the flapping upstream answered with 503.
+    pub refused: u64,
+    pub flips: u64,
+}
+
+/// `n` requests from `concurrency` workers, paced to `rate` requests/s in all (each worker on
+/// its own interval; a slow answer delays only its worker's next request).
+async fn drive_n(
+    t: &Target,
+    body: &Bytes,
+    concurrency: usize,
+    n: u64,
+    rate: f64,
+) -> Result<Outcome, Error> {
+    let mut conn = hyper_util::client::legacy::connect::HttpConnector::new();
+    conn.set_nodelay(true);
+    let client: crate::HttpClient =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(concurrency * 2)
+            .build(conn);
+    let left = Arc::new(AtomicU64::new(n));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, t, body, left) = (client.clone(), t.clone(), body.clone(), left.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut total, mut ttfb) = (hist()?, hist()?);
+            let (mut ok, mut errors) = (0u64, 0u64);
+            let mut tick =
+                tokio::time::interval(Duration::from_secs_f64(concurrency as f64 / rate));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1))
+                .is_ok()
+            {
+                tick.tick().await;
+                match one(&client, &t, &body).await {
+                    Ok((a, b)) => {
+                        ok += 1;
+                        total.record(a.max(1))?;
+                        ttfb.record(b.max(1))?;
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            Ok::<_, Error>((ok, errors, total, ttfb))
+        }));
+    }
+    let mut out = Outcome {
+        ok: 0,
+        errors: 0,
+        secs: 0.0,
+        total: hist()?,
+        ttfb: hist()?,
+    };
+    for t in tasks {
+        let (ok, errors, total, ttfb) = t.await??;
+        out.ok += ok;
+        out.errors += errors;
+        out.total.add(total)?;
+        out.ttfb.add(ttfb)?;
+    }
+    out.secs = start.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+/// 3 credentials for one model in a project; one of them flaps between healthy and 503 every
+/// `period`. `n` requests with all three healthy, then `n` while one flaps, both at `rate`
+/// requests/s (so the flapping run spans many periods).
+pub async fn fault_run(
+    stack: &Stack,
+    node: SocketAddr,
+    healthy_up: SocketAddr,
+    n: u64,
+    rate: f64,
+    period: Duration,
+) -> Result<FaultRun, Error> {
+    let down = Arc::new(AtomicBool::new(false));
+    let refused = Arc::new(AtomicU64::new(0));
+    let (d, r) = (down.clone(), refused.clone());
+    let flappy = serve(move |req: Request<Incoming>| {
+        let (d, r) = (d.clone(), r.clone());
+        async move {
+            if d.load(Ordering::Relaxed) {
+                r.fetch_add(1, Ordering::Relaxed);
+                let mut resp: Response<Body> = Response::new(full(
+                    json!({"error": {"message": "The server is overloaded.", "type": "server_error", "param": null, "code": null}}).to_string(),
+                ));
+                *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                return Ok::<_, Infallible>(resp);
+            }
+            upstream(req).await
+        }
+    })
+    .await?;
+    let project = stack
+        .api(
+            "POST",
+            &format!("/api/v1/orgs/{}/projects", stack.org),
+            Some(json!({"name": "fault-run"})),
+        )
+        .await?;
+    let pid = project["id"].as_str().ok_or("no project id")?.to_string();
+    for (i, up) in [healthy_up, healthy_up, flappy].iter().enumerate() {
+        stack
+            .api(
+                "POST",
+                &format!("/api/v1/projects/{pid}/providers"),
+                Some(json!({"type": "openai", "name": format!("fault-key-{i}"), "secret": format!("sk-fault-{i}-0000000001"),
+                    "metadata": {"api_base": format!("http://{up}/v1")}})),
+            )
+            .await?;
+    }
+    let key = stack
+        .api(
+            "POST",
+            &format!("/api/v1/orgs/{}/api-keys", stack.org),
+            Some(json!({"name": "fault-run", "role": "proxy", "project_id": pid})),
+        )
+        .await?;
+    let key = key["key"].as_str().ok_or("no key")?.to_string();
+    stack.wait_all_nodes_current().await?;
+    let t = Target {
+        url: format!("http://{node}/v1/proxy/chat/completions"),
+        headers: vec![("authorization".into(), format!("Bearer {key}"))],
+    };
+    let body = Bytes::from(
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]})
+            .to_string(),
+    );
+    let c = 16;
+    let healthy = drive_n(&t, &body, c, n, rate).await?;
+    let flips = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let flapper = {
+        let (down, flips, stop) = (down.clone(), flips.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(period).await;
+                down.fetch_xor(true, Ordering::Relaxed);
+                flips.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    // Start in the failing state: the first seconds are the worst case.
+    down.store(true, Ordering::Relaxed);
+    let flapping = drive_n(&t, &body, c, n, rate).await?;
+    stop.store(true, Ordering::Relaxed);
+    flapper.abort();
+    Ok(FaultRun {
+        requests: n,
+        ok: flapping.ok,
+        healthy,
+        flapping,
+        refused: refused.load(Ordering::Relaxed),
+        flips: flips.load(Ordering::Relaxed),
+    })
+}
+
+// ---- usage query on 1,000,000 rows -----------------------------------------------------------
+
+pub struct UsageFigures {
+    pub rows: u64,
+    pub ingest_secs: f64,
+    /// (group_by, median ms over the repetitions, rows returned)
+    pub queries: Vec<(String, f64, usize)>,
+}
+
+/// Sends `rows` usage records over `LogService.Ingest` (the nodes' path: batches with
+/// acknowledgements), spread over 30 days, 8 models, 4 providers, 50 projects and 200 API keys;
+/// then times `GET /api/v1/orgs/{id}/usage` for each grouping over the 30 days.
+pub async fn usage_query(stack: &Stack, rows: u64) -> Result<UsageFigures, Error> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", stack.grpc))?
+        .connect()
+        .await?;
+    let mut client = pb::log_service_client::LogServiceClient::new(channel);
+    const BATCH: u64 = 2_000;
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::LogBatch>(4);
+    let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {}", stack.token).parse()?);
+    let t0 = Instant::now();
+    let mut acks = client.ingest(req).await?.into_inner();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let models = [
+        ("gpt-4o", "openai"),
+        ("gpt-4o-mini", "openai"),
+        ("o3-mini", "openai"),
+        ("claude-sonnet-4-5", "anthropic"),
+        ("claude-haiku-4-5", "anthropic"),
+        ("gemini-2.5-flash", "google"),
+        ("gemini-2.5-pro", "google"),
+        ("mistral-large-latest", "mistral"),
+    ];
+    let org = stack.org.clone();
+    let producer = tokio::spawn(async move {
+        let mut i: u64 = 0;
+        while i < rows {
+            let mut records = Vec::with_capacity(BATCH as usize);
+            for _ in 0..BATCH.min(rows - i) {
+                let (model, provider) = models[(i % 8) as usize];
+                let started = now_ms - ((i * 2_591_999) % 2_592_000_000) as i64;
+                let latency = 50 + (i * 7919) % 4_000;
+                let status = if i % 97 == 0 { 429 } else { 200 };
+                records.push(pb::UsageRecord {
+                    id: format!("00000000-0000-7000-8000-{i:012}"),
+                    org_id: org.clone(),
+                    project_id: format!("bench-project-{}", i % 50),
+                    api_key_id: format!("bench-key-{}", i % 200),
+                    model: model.into(),
+                    provider_type: provider.into(),
+                    credential_name: provider.into(),
+                    route: "chat".into(),
+                    status,
+                    error_type: if status == 200 {
+                        String::new()
+                    } else {
+                        "rate_limited".into()
+                    },
+                    prompt_tokens: 100 + i % 900,
+                    completion_tokens: 20 + i % 300,
+                    cost_usd: 0.0001 * (i % 50) as f64,
+                    latency_ms: latency,
+                    ttft_ms: latency / 4,
+                    attempts: 1,
+                    started_at_ms: started,
+                    finished_at_ms: started + latency as i64,
+                    node_id: "bench".into(),
+                    request_id: format!("req-{i}"),
+                    attempts_json: "[]".into(),
+                    ..Default::default()
+                });
+                i += 1;
+            }
+            let b = pb::LogBatch {
+                batch_id: format!("bench-batch-{i}"),
+                node_id: "bench".into(),
+                records,
+            };
+            if tx.send(b).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut acked = 0u64;
+    while acked < rows {
+        match acks.next().await {
+            Some(Ok(a)) => {
+                if a.stored as u64 + a.duplicates as u64 != BATCH.min(rows - acked) {
+                    return Err(format!("ingest stored {} of a batch", a.stored).into());
+                }
+                acked += BATCH.min(rows - acked);
+            }
+            Some(Err(s)) => return Err(format!("ingest: {}", s.message()).into()),
+            None => return Err("ingest stream ended early".into()),
+        }
+    }
+    producer.await?;
+    let ingest_secs = t0.elapsed().as_secs_f64();
+    let from = (now_ms / 1000) - 31 * 86_400;
+    let mut queries = Vec::new();
+    for g in ["model", "provider", "project", "api_key", "day", "hour"] {
+        let mut times = Vec::new();
+        let mut n = 0;
+        for _ in 0..3 {
+            let t = Instant::now();
+            let v = stack
+                .api(
+                    "GET",
+                    &format!("/api/v1/orgs/{}/usage?group_by={g}&from={from}", stack.org),
+                    None,
+                )
+                .await?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            n = v["rows"].as_array().map(Vec::len).unwrap_or(0);
+        }
+        times.sort_by(f64::total_cmp);
+        queries.push((g.to_string(), times[1], n));
+    }
+    Ok(UsageFigures {
+        rows,
+        ingest_secs,
+        queries,
+    })
+}
+
+// ---- configuration at scale ------------------------------------------------------------------
+
+pub struct ScaleFigures {
+    pub projects: u64,
+    pub api_keys: u64,
+    pub credentials: u64,
+    pub seed_secs: f64,
+    pub build_ms: f64,
+    pub snapshot_bytes: f64,
+    pub apply_ms: f64,
+    pub new_node_ready_ms: f64,
+    pub propagation_p50_ms: f64,
+    pub propagation_p99_ms: f64,
+    pub node_rss_mib: f64,
+    pub cp_rss_mib: f64,
+}
+
+/// A metric's value from a Prometheus text page.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// Creates `projects` projects, 5 project keys and 2 project credentials per project (through
+/// the REST API, 8 at a time), then measures the control plane's build, a new node's full
+/// download and apply, and propagation of single changes at that size.
+pub async fn config_at_scale(stack: &mut Stack, projects: u64) -> Result<ScaleFigures, Error> {
+    let t0 = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (next, http, key, org) = (
+            next.clone(),
+            stack.http,
+            stack.key.clone(),
+            stack.org.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let c = reqwest::Client::new();
+            let post = |path: String, body: Value| {
+                let c = c.clone();
+                let key = key.clone();
+                async move {
+                    let r = c
+                        .post(format!("http://{http}{path}"))
+                        .bearer_auth(key)
+                        .json(&body)
+                        .send()
+                        .await?;
+                    let s = r.status();
+                    let v: Value = r.json().await?;
+                    if !s.is_success() {
+                        return Err::<Value, Error>(format!("{path}: {s} {v}").into());
+                    }
+                    Ok(v)
+                }
+            };
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= projects {
+                    return Ok::<_, Error>(());
+                }
+                let p = post(
+                    format!("/api/v1/orgs/{org}/projects"),
+                    json!({"name": format!("scale-{i:05}")}),
+                )
+                .await?;
+                let pid = p["id"].as_str().ok_or("no id")?.to_string();
+                for k in 0..5 {
+                    post(
+                        format!("/api/v1/orgs/{org}/api-keys"),
+                        json!({"name": format!("scale-{i}-{k}"), "role": "proxy", "project_id": pid}),
+                    )
+                    .await?;
+                }
+                for (k, ty) in ["openai", "anthropic"].iter().enumerate() {
+                    post(
+                        format!("/api/v1/projects/{pid}/providers"),
+                        json!({"type": ty, "name": format!("scale-{k}"), "secret": format!("sk-scale-{i}-{k}-00000001"),
+                            "metadata": {"api_base": "https://api.example.com/v1"}}),
+                    )
+                    .await?;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let seed_secs = t0.elapsed().as_secs_f64();
+    stack.wait_all_nodes_current().await?;
+    // The last build covered the whole configuration once the version stopped moving.
+    let cp_metrics = reqwest::get(format!("http://{}/metrics", stack.http))
+        .await?
+        .text()
+        .await?;
+    let build_ms = metric(&cp_metrics, "aiproxy_snapshot_build_seconds") * 1000.0;
+    let snapshot_bytes = metric(&cp_metrics, "aiproxy_snapshot_bytes");
+    // A new node: connect, download the whole snapshot, apply, serve.
+    let t = Instant::now();
+    let idx = stack.add_node().await?;
+    let new_node_ready_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let addr = stack.nodes[idx].1;
+    let m = reqwest::get(format!("http://{addr}/metrics"))
+        .await?
+        .text()
+        .await?;
+    let apply_ms = metric(&m, "aiproxy_config_apply_seconds") * 1000.0;
+    // Single changes at this size.
+    let mut prop = Vec::new();
+    for i in 0..20 {
+        let t = Instant::now();
+        stack
+            .api(
+                "POST",
+                &format!("/api/v1/orgs/{}/projects", stack.org),
+                Some(json!({"name": format!("scale-change-{i}")})),
+            )
+            .await?;
+        stack.wait_all_nodes_current().await?;
+        prop.push(t.elapsed().as_micros() as u64);
+    }
+    let node_rss_mib = crate::rss_mib(stack.nodes[idx].0.pid());
+    let cp_rss_mib = crate::rss_mib(stack.cp_pid());
+    Ok(ScaleFigures {
+        projects,
+        api_keys: projects * 5,
+        credentials: projects * 2,
+        seed_secs,
+        build_ms,
+        snapshot_bytes,
+        apply_ms,
+        new_node_ready_ms,
+        propagation_p50_ms: crate::pct(&prop, 0.5) as f64 / 1000.0,
+        propagation_p99_ms: crate::pct(&prop, 0.99) as f64 / 1000.0,
+        node_rss_mib,
+        cp_rss_mib,
+    })
+}
