@@ -229,7 +229,7 @@ pub async fn usage_query(stack: &Stack, rows: u64) -> Result<UsageFigures, Error
                 let (model, provider) = models[(i % 8) as usize];
                 let started = now_ms - ((i * 2_591_999) % 2_592_000_000) as i64;
                 let latency = 50 + (i * 7919) % 4_000;
-                let status = if i % 97 == 0 { 429 } else { 200 };
+                let status = if i.is_multiple_of(97) { 429 } else { 200 };
                 records.push(pb::UsageRecord {
                     id: format!("00000000-0000-7000-8000-{i:012}"),
                     org_id: org.clone(),
