@@ -400,9 +400,15 @@ impl Stack {
             .env("AIPROXY_HTTP_ADDR", http.to_string())
             .env("AIPROXY_GRPC_ADDR", grpc.to_string())
             .env("AIPROXY_UPSTREAM_ALLOW_PRIVATE", "true")
-            .env("AIPROXY_LOG_LEVEL", "warn")
+            .env(
+                "AIPROXY_LOG_LEVEL",
+                std::env::var("BENCH_CP_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(match std::env::var("BENCH_CP_LOG") {
+                Ok(path) => Stdio::from(std::fs::File::create(path)?),
+                Err(_) => Stdio::null(),
+            })
             .spawn()?;
         let cp = Proc(cp);
         if !wait_ok(&format!("http://{http}/readyz"), Duration::from_secs(30)).await {

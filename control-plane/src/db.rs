@@ -5,6 +5,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod bulk;
 pub mod logs;
 pub mod migrate;
 pub mod nodes;

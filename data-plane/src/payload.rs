@@ -1,6 +1,11 @@
 //! What a logged call stores of its payloads: the request's input and the response's output,
 //! with base64 media replaced by a placeholder (type and size) and anything too large truncated
 //! with a marker. Auth headers are never part of it (only bodies are logged).
+//!
+//! Payloads travel as JSON text. When the bytes at hand are already the JSON to log — small
+//! enough and without anything media redaction would touch — they are logged as they are,
+//! without parsing, cloning or re-serialising (the bench measured those at ≈60 µs of CPU per
+//! logged call, a third of the node's work).
 
 use serde_json::Value;
 
@@ -46,10 +51,36 @@ fn redact_media(v: &mut Value) {
     }
 }
 
-fn bound(v: Value) -> Value {
-    let text = v.to_string();
+/// Whether `raw` (valid JSON) can be logged as it is: within the size bound, and without the
+/// markers media redaction looks for (`base64` of data URLs, `"data"` / `"bytes"` fields of
+/// other formats' media blocks). Conservative: a false "no" only costs the slow path.
+fn loggable_as_is(raw: &[u8]) -> bool {
+    fn has(h: &[u8], n: &[u8]) -> bool {
+        h.windows(n.len()).any(|w| w == n)
+    }
+    raw.len() <= MAX_PAYLOAD_BYTES
+        && !has(raw, b"base64")
+        && !has(raw, b"\"data\"")
+        && !has(raw, b"\"bytes\"")
+}
+
+/// The JSON text to log for a payload: `raw` itself when it is the JSON of `value` and needs no
+/// redaction or truncation, otherwise `value` redacted, bounded and serialised once.
+pub fn log_text(raw: Option<&[u8]>, value: &Value) -> String {
+    if let Some(raw) = raw
+        && loggable_as_is(raw)
+        && let Ok(text) = std::str::from_utf8(raw)
+    {
+        return text.to_string();
+    }
+    let mut v = value.clone();
+    redact_media(&mut v);
+    bound_text(v.to_string())
+}
+
+fn bound_text(text: String) -> String {
     if text.len() <= MAX_PAYLOAD_BYTES {
-        return v;
+        return text;
     }
     let cut = text
         .char_indices()
@@ -58,19 +89,7 @@ fn bound(v: Value) -> Value {
         .last()
         .unwrap_or(0);
     serde_json::json!({"_truncated": true, "original_bytes": text.len(), "preview": &text[..cut]})
-}
-
-/// The request as logged: messages and parameters.
-pub fn input_for_log(body: &Value) -> Value {
-    let mut v = body.clone();
-    redact_media(&mut v);
-    bound(v)
-}
-
-pub fn output_for_log(body: &Value) -> Value {
-    let mut v = body.clone();
-    redact_media(&mut v);
-    bound(v)
+        .to_string()
 }
 
 #[cfg(test)]
@@ -78,10 +97,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn logged(v: &Value) -> Value {
+        serde_json::from_str(&log_text(None, v)).unwrap()
+    }
+
     #[test]
     fn media_is_replaced_and_large_payloads_truncated() {
         let img = format!("data:image/png;base64,{}", "A".repeat(4000));
-        let v = input_for_log(
+        let v = logged(
             &json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": img}}]}]}),
         );
         assert_eq!(
@@ -89,10 +112,37 @@ mod tests {
             "[base64 image/png, 3000 bytes]"
         );
         let big = json!({"messages": [{"role": "user", "content": "x".repeat(MAX_PAYLOAD_BYTES)}]});
-        let v = input_for_log(&big);
+        let v = logged(&big);
         assert_eq!(v["_truncated"], true);
         assert!(v["preview"].as_str().unwrap().len() <= TRUNCATED_PREVIEW_BYTES);
         let small = json!({"model": "gpt-4o"});
-        assert_eq!(input_for_log(&small), small);
+        assert_eq!(logged(&small), small);
+    }
+
+    #[test]
+    fn raw_json_is_logged_as_is_only_when_nothing_needs_redaction() {
+        let raw = br#"{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}"#;
+        let v: Value = serde_json::from_slice(raw).unwrap();
+        assert_eq!(log_text(Some(raw), &v), std::str::from_utf8(raw).unwrap());
+        // A data URL: redacted through the slow path.
+        let img = format!("data:image/png;base64,{}", "A".repeat(4000));
+        let v = json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": img}}]}]});
+        let raw = v.to_string();
+        let logged: Value = serde_json::from_str(&log_text(Some(raw.as_bytes()), &v)).unwrap();
+        assert_eq!(
+            logged["messages"][0]["content"][0]["image_url"]["url"],
+            "[base64 image/png, 3000 bytes]"
+        );
+        // Another format's raw media field.
+        let v = json!({"source": {"type": "base64", "media_type": "image/jpeg", "data": "B".repeat(1000)}});
+        let raw = v.to_string();
+        assert!(!log_text(Some(raw.as_bytes()), &v).contains("BBBB"));
+        // Too large: truncated with a marker.
+        let v = json!({"content": "x".repeat(MAX_PAYLOAD_BYTES)});
+        let raw = v.to_string();
+        let logged: Value = serde_json::from_str(&log_text(Some(raw.as_bytes()), &v)).unwrap();
+        assert_eq!(logged["_truncated"], true);
+        // No raw bytes: the value, serialised.
+        assert_eq!(log_text(None, &json!({"a": 1})), r#"{"a":1}"#);
     }
 }

@@ -251,6 +251,7 @@ async fn run(
     let model = model_of(&body)?;
     // The Anthropic Messages route: the request is read as Anthropic's format and carried as
     // an OpenAI chat request (sent natively when the provider is Anthropic).
+    let client_raw = raw.clone();
     let (client, chat, native, raw) = if kind == RouteKind::Messages {
         let chat = llm::anthropic::ingress_request_to_chat(&body).map_err(|e| match e {
             llm::TranslateError::InvalidRequest {
@@ -296,7 +297,7 @@ async fn run(
             route: kind.name(),
             stream,
             started_at_ms: now_ms(),
-            input: log_payload.then(|| crate::payload::input_for_log(client_body)),
+            input: log_payload.then(|| crate::payload::log_text(Some(&client_raw), client_body)),
             trace_parent: node
                 .tracer
                 .as_ref()

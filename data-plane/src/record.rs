@@ -39,9 +39,9 @@ pub struct RequestRecord {
     pub cache_hit: bool,
     pub started_at_ms: i64,
     pub finished_at_ms: i64,
-    /// Payloads, when logging was requested.
-    pub input: Option<serde_json::Value>,
-    pub output: Option<serde_json::Value>,
+    /// Payloads as JSON text (`payload::log_text`), when logging was requested.
+    pub input: Option<String>,
+    pub output: Option<String>,
     /// The caller's W3C `traceparent`, when it sent one (trace export only; never stored).
     pub trace_parent: Option<String>,
 }

@@ -201,7 +201,9 @@ pub(crate) async fn respond(
     call.record.cost_usd = spec.as_ref().map(|s| s.cost_usd(&usage)).unwrap_or(0.0);
     call.record.ttft_ms = call.started.elapsed().as_millis() as u64;
     if call.log_payload {
-        call.record.output = parsed.as_ref().map(crate::payload::output_for_log);
+        // For OpenAI-format clients `body` is exactly the chat JSON of `parsed`.
+        let raw = (shape.client == ClientFormat::OpenAi).then_some(&body[..]);
+        call.record.output = parsed.as_ref().map(|p| crate::payload::log_text(raw, p));
     }
     let resp = if answer.mode == Mode::FakeStream {
         let mut frames = fake_stream(parsed.as_ref(), &shape);
@@ -296,11 +298,11 @@ pub(crate) fn from_cache(mut call: Call, entry: crate::cache::Entry) -> Response
     call.record.ttft_ms = call.started.elapsed().as_millis() as u64;
     if call.log_payload {
         call.record.output = if entry.stream {
-            Some(serde_json::json!({"cached_stream_bytes": entry.body.len()}))
+            Some(serde_json::json!({"cached_stream_bytes": entry.body.len()}).to_string())
         } else {
             serde_json::from_slice(&entry.body)
                 .ok()
-                .map(|v: Value| crate::payload::output_for_log(&v))
+                .map(|v: Value| crate::payload::log_text(Some(&entry.body), &v))
         };
     }
     call.cache = None;

@@ -195,7 +195,10 @@ impl StreamState {
                 .map(|s| s.cost_usd(&usage))
                 .unwrap_or(0.0);
             if call.log_payload {
-                call.record.output = Some(observe::assemble(&self.obs.chunks));
+                call.record.output = Some(crate::payload::log_text(
+                    None,
+                    &observe::assemble(&self.obs.chunks),
+                ));
             }
             if status == 200
                 && let Some(t) = self.transcript.take()

@@ -417,7 +417,7 @@ async fn relay(mut s: Session, client: WebSocket, upstream: Upstream) {
     }
     if s.log {
         r.output = Some(
-            json!({"realtime_session": {"events_from_client": from_client, "events_from_upstream": from_upstream, "duration_ms": r.latency_ms, "usage": usage.to_openai_json()}}),
+            json!({"realtime_session": {"events_from_client": from_client, "events_from_upstream": from_upstream, "duration_ms": r.latency_ms, "usage": usage.to_openai_json()}}).to_string(),
         );
     }
     s.node.metrics.observe(r);
