@@ -264,3 +264,68 @@ async fn database_outage_is_503_and_recovers_without_restart() {
     // Usage recorded during the outage arrives afterwards: nothing lost, nothing doubled.
     cp.wait_requests(calls + 1, Duration::from_secs(30)).await;
 }
+
+#[tokio::test]
+async fn a_node_killed_mid_stream_fails_only_its_own_clients() {
+    let cp = ControlPlane::start().await;
+    let fake = FakeOpenAi::start("sk-crash-00000000001").await;
+    cp.org_provider(json!({"type": "openai", "secret": "sk-crash-00000000001", "metadata": {"api_base": fake.base()}})).await;
+    let mut doomed = Node::start(&cp).await;
+    let other = Node::start(&cp).await;
+    let key = cp.key("proxy", None).await;
+    let v = cp.current_version().await;
+    doomed.wait_version(v).await;
+    other.wait_version(v).await;
+    let slow = Reply::Slow {
+        chunks: 30,
+        gap: Duration::from_millis(100),
+    };
+    fake.push(slow.clone());
+    fake.push(slow);
+    let open = |node: &Node| {
+        reqwest::Client::new()
+            .post(node.url("/v1/proxy/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}))
+            .send()
+    };
+    let mut a = open(&doomed).await.unwrap();
+    let mut b = open(&other).await.unwrap();
+    assert_eq!(a.status(), StatusCode::OK);
+    assert_eq!(b.status(), StatusCode::OK);
+    let mut a_body = a.chunk().await.unwrap().unwrap().to_vec();
+    let mut b_body = b.chunk().await.unwrap().unwrap().to_vec();
+    // SIGKILL: no drain, no goodbye.
+    doomed.kill().await;
+    // The doomed node's client sees its stream end without `[DONE]` (an error or a cut body),
+    // never a hang.
+    let a_end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match a.chunk().await {
+                Ok(Some(c)) => a_body.extend_from_slice(&c),
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await
+    .expect("the client of a killed node is not left hanging");
+    let a_text = String::from_utf8_lossy(&a_body).to_string();
+    assert!(
+        a_end.is_err() || sse::data_events(&a_text).last().map(String::as_str) != Some("[DONE]"),
+        "a killed node cannot have finished the stream: {a_text}"
+    );
+    // The other node's stream runs to completion, and it keeps serving.
+    while let Some(c) = b.chunk().await.unwrap() {
+        b_body.extend_from_slice(&c);
+    }
+    let b_text = String::from_utf8(b_body).unwrap();
+    assert_eq!(
+        sse::data_events(&b_text).last().map(String::as_str),
+        Some("[DONE]"),
+        "{b_text}"
+    );
+    assert!(sse::chunks(&b_text).len() >= 30, "{b_text}");
+    let (s, _, body) = other.chat(&key, "gpt-4o", &[]).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+}
