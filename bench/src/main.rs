@@ -365,6 +365,7 @@ fn database_name() -> &'static str {
 
 struct Stack {
     _dir: tempfile::TempDir,
+    db_url: String,
     _cp: Proc,
     nodes: Vec<(Proc, SocketAddr)>,
     http: SocketAddr,
@@ -386,9 +387,10 @@ impl Stack {
             &base64::engine::general_purpose::STANDARD,
             rand::random::<[u8; 32]>(),
         );
+        let db_url = database_url(dir.path()).await?;
         let cp = Command::new(bin_dir.join("aiproxy-control-plane"))
             .arg("serve")
-            .env("AIPROXY_DATABASE_URL", database_url(dir.path()).await?)
+            .env("AIPROXY_DATABASE_URL", &db_url)
             .env("AIPROXY_MASTER_KEY", master)
             .env("AIPROXY_NODE_TOKEN", &token)
             .env("AIPROXY_BOOTSTRAP_ADMIN_EMAIL", "bench@example.com")
@@ -416,6 +418,7 @@ impl Stack {
         }
         let mut s = Stack {
             _dir: dir,
+            db_url,
             _cp: cp,
             nodes: Vec::new(),
             http,

@@ -285,6 +285,16 @@ pub async fn usage_query(stack: &Stack, rows: u64) -> Result<UsageFigures, Error
     }
     producer.await?;
     let ingest_secs = t0.elapsed().as_secs_f64();
+    let url = &stack.db_url;
+    if url.starts_with("postgres") {
+        // What autovacuum does after a bulk load (it is off on the build machine's PostgreSQL):
+        // without statistics the planner expects a handful of rows and picks an index scan
+        // with a million heap fetches and an on-disk sort (measured 2.3 s instead of 0.5 s).
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(url).await?;
+        sqlx::query("ANALYZE request_logs").execute(&pool).await?;
+        pool.close().await;
+    }
     let from = (now_ms / 1000) - 31 * 86_400;
     let mut queries = Vec::new();
     for g in ["model", "provider", "project", "api_key", "day", "hour"] {
