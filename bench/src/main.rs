@@ -225,6 +225,15 @@ async fn one(client: &HttpClient, t: &Target, body: &Bytes) -> Result<(u64, u64)
     ))
 }
 
+/// When a load run ends.
+#[derive(Clone, Copy)]
+enum Until {
+    /// After this long (with a short warm-up first).
+    Elapsed(Duration),
+    /// After this many requests in all.
+    Requests(u64),
+}
+
 /// Closed loop: `concurrency` workers send back to back for `dur`.
 async fn drive(
     t: &Target,
@@ -232,24 +241,61 @@ async fn drive(
     concurrency: usize,
     dur: Duration,
 ) -> Result<Outcome, Error> {
+    load(t, body, concurrency, Until::Elapsed(dur), None).await
+}
+
+/// `concurrency` workers until `until`; with `rate`, paced to that many requests/s in all
+/// (each worker on its own interval, so a slow answer delays only its worker's next request).
+async fn load(
+    t: &Target,
+    body: &Bytes,
+    concurrency: usize,
+    until: Until,
+    rate: Option<f64>,
+) -> Result<Outcome, Error> {
     let mut conn = HttpConnector::new();
     conn.set_nodelay(true);
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(concurrency * 2)
         .build(conn);
-    // Warm-up: open connections, fill caches.
-    for _ in 0..concurrency.min(8) {
-        let _ = one(&client, t, body).await;
+    if let Until::Elapsed(_) = until {
+        // Warm-up: open connections, fill caches.
+        for _ in 0..concurrency.min(8) {
+            let _ = one(&client, t, body).await;
+        }
     }
     let start = Instant::now();
-    let until = start + dur;
+    let left = Arc::new(std::sync::atomic::AtomicU64::new(match until {
+        Until::Requests(n) => n,
+        Until::Elapsed(_) => u64::MAX,
+    }));
+    let deadline = match until {
+        Until::Elapsed(d) => Some(start + d),
+        Until::Requests(_) => None,
+    };
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, t, body) = (client.clone(), t.clone(), body.clone());
+        let (client, t, body, left) = (client.clone(), t.clone(), body.clone(), left.clone());
         tasks.push(tokio::spawn(async move {
             let (mut total, mut ttfb) = (hist()?, hist()?);
             let (mut ok, mut errors) = (0u64, 0u64);
-            while Instant::now() < until {
+            let mut tick = rate.map(|r| {
+                let mut i = tokio::time::interval(Duration::from_secs_f64(concurrency as f64 / r));
+                i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                i
+            });
+            while deadline.is_none_or(|d| Instant::now() < d)
+                && left
+                    .fetch_update(
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                        |v| v.checked_sub(1),
+                    )
+                    .is_ok()
+            {
+                if let Some(tick) = tick.as_mut() {
+                    tick.tick().await;
+                }
                 match one(&client, &t, &body).await {
                     Ok((a, b)) => {
                         ok += 1;

@@ -15,7 +15,7 @@ use hyper::{Request, Response};
 use proto::v1 as pb;
 use serde_json::{Value, json};
 
-use crate::{Body, Error, Outcome, Stack, Target, full, hist, one, serve, upstream};
+use crate::{Body, Error, Outcome, Stack, Target, Until, full, load, serve, upstream};
 
 // ---- fault run -------------------------------------------------------------------------------
 
@@ -27,67 +27,6 @@ pub struct FaultRun {
     /// Requests the flapping upstream answered with 503.
     pub refused: u64,
     pub flips: u64,
-}
-
-/// `n` requests from `concurrency` workers, paced to `rate` requests/s in all (each worker on
-/// its own interval; a slow answer delays only its worker's next request).
-async fn drive_n(
-    t: &Target,
-    body: &Bytes,
-    concurrency: usize,
-    n: u64,
-    rate: f64,
-) -> Result<Outcome, Error> {
-    let mut conn = hyper_util::client::legacy::connect::HttpConnector::new();
-    conn.set_nodelay(true);
-    let client: crate::HttpClient =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_max_idle_per_host(concurrency * 2)
-            .build(conn);
-    let left = Arc::new(AtomicU64::new(n));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, t, body, left) = (client.clone(), t.clone(), body.clone(), left.clone());
-        tasks.push(tokio::spawn(async move {
-            let (mut total, mut ttfb) = (hist()?, hist()?);
-            let (mut ok, mut errors) = (0u64, 0u64);
-            let mut tick =
-                tokio::time::interval(Duration::from_secs_f64(concurrency as f64 / rate));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            while left
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1))
-                .is_ok()
-            {
-                tick.tick().await;
-                match one(&client, &t, &body).await {
-                    Ok((a, b)) => {
-                        ok += 1;
-                        total.record(a.max(1))?;
-                        ttfb.record(b.max(1))?;
-                    }
-                    Err(_) => errors += 1,
-                }
-            }
-            Ok::<_, Error>((ok, errors, total, ttfb))
-        }));
-    }
-    let mut out = Outcome {
-        ok: 0,
-        errors: 0,
-        secs: 0.0,
-        total: hist()?,
-        ttfb: hist()?,
-    };
-    for t in tasks {
-        let (ok, errors, total, ttfb) = t.await??;
-        out.ok += ok;
-        out.errors += errors;
-        out.total.add(total)?;
-        out.ttfb.add(ttfb)?;
-    }
-    out.secs = start.elapsed().as_secs_f64();
-    Ok(out)
 }
 
 /// 3 credentials for one model in a project; one of them flaps between healthy and 503 every
@@ -155,7 +94,7 @@ pub async fn fault_run(
             .to_string(),
     );
     let c = 16;
-    let healthy = drive_n(&t, &body, c, n, rate).await?;
+    let healthy = load(&t, &body, c, Until::Requests(n), Some(rate)).await?;
     let flips = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let flapper = {
@@ -170,7 +109,7 @@ pub async fn fault_run(
     };
     // Start in the failing state: the first seconds are the worst case.
     down.store(true, Ordering::Relaxed);
-    let flapping = drive_n(&t, &body, c, n, rate).await?;
+    let flapping = load(&t, &body, c, Until::Requests(n), Some(rate)).await?;
     stop.store(true, Ordering::Relaxed);
     flapper.abort();
     Ok(FaultRun {

@@ -92,3 +92,40 @@ pub fn test_config(db: &TestDb, bootstrap_api_key: &str) -> Config {
     c.replica_id = format!("test-{}", uuid::Uuid::new_v4().simple());
     c
 }
+
+/// Every text value of every row of every table, as one string (for scanning a database for
+/// plaintext secrets).
+pub async fn dump_text(pool: &sqlx::AnyPool) -> String {
+    use sqlx::{Column, Row};
+    let tables = [
+        "users",
+        "orgs",
+        "members",
+        "projects",
+        "api_keys",
+        "provider_credentials",
+        "org_settings",
+        "audit_log",
+        "sessions",
+        "nodes",
+        "signing_keys",
+        "request_logs",
+        "config_state",
+    ];
+    let mut out = String::new();
+    for t in tables {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {t}")))
+            .fetch_all(pool)
+            .await
+            .unwrap_or_else(|e| panic!("reading {t}: {e}"));
+        for r in rows {
+            for c in r.columns() {
+                if let Ok(Some(s)) = r.try_get::<Option<String>, _>(c.ordinal()) {
+                    out.push_str(&s);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    out
+}

@@ -30,8 +30,12 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
 }
 
 pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
+    header_cookie(&parts.headers, name)
+}
+
+/// A cookie's value from the request's `Cookie` headers.
+pub fn header_cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())

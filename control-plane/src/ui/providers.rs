@@ -272,16 +272,32 @@ async fn org_render(st: &AppState, v: &Viewer, org: &OrgId, done: &str, e: Error
     let list = providers::list_org(st, &v.who, org)
         .await
         .map_err(api_error_page)?;
-    Ok(render(
+    Ok(providers_page(
+        l,
+        e,
+        format!("/ui/orgs/{org}/providers"),
+        &list,
+        false,
+    ))
+}
+
+fn providers_page(
+    l: Layout,
+    e: Errors,
+    action: String,
+    list: &[Provider],
+    project_level: bool,
+) -> Response {
+    render(
         e.status(),
         &ProvidersPage {
-            action: format!("/ui/orgs/{org}/providers"),
-            rows: type_rows(&list, false),
+            action,
+            rows: type_rows(list, project_level),
             l,
             e,
-            project_level: false,
+            project_level,
         },
-    ))
+    )
 }
 
 async fn project_render(st: &AppState, v: &Viewer, pid: &ProjectId, done: &str, e: Errors) -> Page {
@@ -297,15 +313,12 @@ async fn project_render(st: &AppState, v: &Viewer, pid: &ProjectId, done: &str, 
     let list = providers::list_project(st, &v.who, pid)
         .await
         .map_err(api_error_page)?;
-    Ok(render(
-        e.status(),
-        &ProvidersPage {
-            action: format!("/ui/projects/{pid}/providers"),
-            rows: type_rows(&list, true),
-            l,
-            e,
-            project_level: true,
-        },
+    Ok(providers_page(
+        l,
+        e,
+        format!("/ui/projects/{pid}/providers"),
+        &list,
+        true,
     ))
 }
 

@@ -77,16 +77,8 @@ pub async fn login(
     form: Form,
 ) -> Response {
     let email = form.get("email").trim().to_string();
-    let sent_cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|kv| {
-            let (k, v) = kv.trim().split_once('=')?;
-            (k == LOGIN_CSRF_COOKIE).then_some(v)
-        })
-        .unwrap_or("");
+    let sent_cookie =
+        crate::http::extract::header_cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or("");
     if sent_cookie.is_empty() || !tokens::ct_eq(sent_cookie, form.get("csrf")) {
         return login_form(
             &st,

@@ -34,39 +34,7 @@ async fn store_secrets(app: &TestApp) {
 /// Every text and blob of every row of every table, as one string.
 async fn dump_database(app: &TestApp) -> String {
     let st = &app.running.as_ref().unwrap().state;
-    let pool = st.db().pool();
-    let tables = [
-        "users",
-        "orgs",
-        "members",
-        "projects",
-        "api_keys",
-        "provider_credentials",
-        "org_settings",
-        "audit_log",
-        "sessions",
-        "nodes",
-        "signing_keys",
-        "request_logs",
-        "config_state",
-    ];
-    let mut out = String::new();
-    for t in tables {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {t}")))
-            .fetch_all(pool)
-            .await
-            .unwrap();
-        for r in rows {
-            use sqlx::{Column, Row};
-            for c in r.columns() {
-                if let Ok(Some(s)) = r.try_get::<Option<String>, _>(c.ordinal()) {
-                    out.push_str(&s);
-                    out.push('\n');
-                }
-            }
-        }
-    }
-    out
+    control_plane::testing::dump_text(st.db().pool()).await
 }
 
 #[tokio::test]

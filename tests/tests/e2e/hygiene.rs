@@ -26,37 +26,7 @@ fn files_under(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
 
 async fn database_text(cp: &ControlPlane) -> String {
     let db = control_plane::db::Db::connect(&cp.db.url).await.unwrap();
-    let mut out = String::new();
-    for t in [
-        "users",
-        "orgs",
-        "members",
-        "projects",
-        "api_keys",
-        "provider_credentials",
-        "org_settings",
-        "audit_log",
-        "sessions",
-        "nodes",
-        "signing_keys",
-        "request_logs",
-        "config_state",
-    ] {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {t}")))
-            .fetch_all(db.pool())
-            .await
-            .unwrap();
-        for r in rows {
-            use sqlx::{Column, Row};
-            for c in r.columns() {
-                if let Ok(Some(s)) = r.try_get::<Option<String>, _>(c.ordinal()) {
-                    out.push_str(&s);
-                    out.push('\n');
-                }
-            }
-        }
-    }
-    out
+    control_plane::testing::dump_text(db.pool()).await
 }
 
 #[tokio::test]
