@@ -585,6 +585,7 @@ mod tests {
             organization_id: None,
             supports_streaming: true,
             fingerprint: 1,
+            wire: 0,
         })
     }
 

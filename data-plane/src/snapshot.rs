@@ -75,6 +75,10 @@ pub struct Credential {
     /// Changes whenever the credential's configuration changes: health state is kept across
     /// snapshot swaps only while this stays the same.
     pub fingerprint: u64,
+    /// A hash of the credential as it came over the wire (sealed secret included): the next
+    /// snapshot keeps this `Credential` as it is when its wire form is the same, instead of
+    /// opening and parsing it again.
+    pub(crate) wire: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,7 +161,14 @@ fn non_empty(s: String) -> Option<String> {
 
 impl Snapshot {
     /// Decodes, unseals and validates a snapshot. Any structural problem rejects it whole.
-    pub fn build(bytes: &[u8], key: &SealKey) -> Result<Snapshot, SnapshotError> {
+    /// Credentials that come over the wire exactly as they are in `previous` (same id, same
+    /// sealed bytes and fields) are taken from it rather than opened and parsed again; every
+    /// reference is still checked against the new snapshot.
+    pub fn build(
+        bytes: &[u8],
+        key: &SealKey,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, SnapshotError> {
         let s = pb::Snapshot::decode(bytes).map_err(|e| SnapshotError::Decode(e.to_string()))?;
         let catalog = Catalog::from_json(
             std::str::from_utf8(&s.catalog_json)
@@ -252,6 +263,9 @@ impl Snapshot {
         let mut project_credentials: HashMap<String, Vec<Arc<Credential>>> = HashMap::new();
         let mut seen = std::collections::HashSet::new();
         let credential_count = s.credentials.len();
+        let known: HashMap<&str, &Arc<Credential>> = previous
+            .map(|p| p.all_credentials().map(|c| (c.id.as_str(), c)).collect())
+            .unwrap_or_default();
         for c in s.credentials {
             if !seen.insert(c.id.clone()) {
                 return Err(SnapshotError::Duplicate("credential", c.id));
@@ -263,7 +277,11 @@ impl Snapshot {
                     c.org_id,
                 ));
             }
-            let cred = Arc::new(credential(c, key)?);
+            let wire = wire_hash(&c);
+            let cred = match known.get(c.id.as_str()) {
+                Some(k) if k.wire == wire => Arc::clone(k),
+                _ => Arc::new(credential(c, key, wire)?),
+            };
             match &cred.project_id {
                 Some(p) => {
                     if projects.get(p).is_none_or(|pr| pr.org_id != cred.org_id) {
@@ -340,7 +358,26 @@ impl Snapshot {
     }
 }
 
-fn credential(c: pb::Credential, key: &SealKey) -> Result<Credential, SnapshotError> {
+/// Every field of a credential as sent (the owner included, so a credential moved to another
+/// tenant is built anew).
+fn wire_hash(c: &pb::Credential) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        &c.id,
+        &c.org_id,
+        &c.project_id,
+        &c.name,
+        &c.r#type,
+        &c.metadata_json,
+        &c.sealed_secret,
+        c.updated_at_ms,
+    )
+        .hash(&mut h);
+    h.finish()
+}
+
+fn credential(c: pb::Credential, key: &SealKey, wire: u64) -> Result<Credential, SnapshotError> {
     let plain = key
         .open(&c.sealed_secret, c.id.as_bytes())
         .map_err(|_| SnapshotError::Unseal(c.id.clone()))?;
@@ -413,6 +450,7 @@ fn credential(c: pb::Credential, key: &SealKey) -> Result<Credential, SnapshotEr
         supports_streaming: meta.supports_streaming.unwrap_or(true),
         provider_type: c.r#type,
         fingerprint,
+        wire,
     })
 }
 
@@ -448,5 +486,134 @@ impl SnapshotStore {
             self.last_apply_us.load(Relaxed) as f64 / 1e6,
             self.last_apply_bytes.load(Relaxed)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SealKey {
+        SealKey::from_node_token("node-token-for-tests", crate::seal::PURPOSE_SNAPSHOT)
+    }
+
+    fn cred(id: &str, org: &str, project: &str, secret: &str, key: &SealKey) -> pb::Credential {
+        let payload = serde_json::json!({ "secret": secret }).to_string();
+        pb::Credential {
+            id: id.into(),
+            org_id: org.into(),
+            project_id: project.into(),
+            name: id.into(),
+            r#type: "openai".into(),
+            metadata_json: "{}".into(),
+            sealed_secret: key.seal(payload.as_bytes(), id.as_bytes()),
+            updated_at_ms: 1,
+        }
+    }
+
+    fn snap(version: u64, credentials: Vec<pb::Credential>) -> pb::Snapshot {
+        pb::Snapshot {
+            version,
+            created_at_ms: 0,
+            orgs: ["o1", "o2"]
+                .map(|o| pb::Org {
+                    id: o.into(),
+                    name: o.into(),
+                })
+                .into(),
+            projects: vec![pb::Project {
+                id: "p1".into(),
+                org_id: "o1".into(),
+                name: "default".into(),
+            }],
+            api_keys: vec![],
+            credentials,
+            catalog_json: llm::catalog::BUILTIN_JSON.as_bytes().to_vec(),
+            signing_keys: vec![],
+        }
+    }
+
+    fn find<'a>(s: &'a Snapshot, id: &str) -> &'a Arc<Credential> {
+        s.all_credentials().find(|c| c.id == id).unwrap()
+    }
+
+    #[test]
+    fn unchanged_credentials_are_kept_and_changed_ones_opened_again() {
+        let k = key();
+        let c1 = cred("c1", "o1", "p1", "sk-one", &k);
+        let c2 = cred("c2", "o1", "", "sk-two", &k);
+        let first = Snapshot::build(
+            &snap(1, vec![c1.clone(), c2.clone()]).encode_to_vec(),
+            &k,
+            None,
+        )
+        .unwrap();
+        // The same wire bytes: both credentials are the previous snapshot's.
+        let same = Snapshot::build(
+            &snap(2, vec![c1.clone(), c2.clone()]).encode_to_vec(),
+            &k,
+            Some(&first),
+        )
+        .unwrap();
+        assert!(Arc::ptr_eq(find(&first, "c1"), find(&same, "c1")));
+        assert!(Arc::ptr_eq(find(&first, "c2"), find(&same, "c2")));
+        // c1's secret rotated: opened again, the new secret served; c2 still kept.
+        let rotated = cred("c1", "o1", "p1", "sk-one-rotated", &k);
+        let next = Snapshot::build(
+            &snap(3, vec![rotated, c2.clone()]).encode_to_vec(),
+            &k,
+            Some(&same),
+        )
+        .unwrap();
+        assert!(!Arc::ptr_eq(find(&same, "c1"), find(&next, "c1")));
+        assert_eq!(find(&next, "c1").secret.expose(), "sk-one-rotated");
+        assert_eq!(find(&first, "c1").secret.expose(), "sk-one");
+        assert!(Arc::ptr_eq(find(&same, "c2"), find(&next, "c2")));
+        // The same sealed bytes under another owner are a new credential, filed under it.
+        let moved = pb::Credential {
+            org_id: "o2".into(),
+            ..c2.clone()
+        };
+        let after_move = Snapshot::build(
+            &snap(4, vec![c1.clone(), moved]).encode_to_vec(),
+            &k,
+            Some(&next),
+        )
+        .unwrap();
+        let m = find(&after_move, "c2");
+        assert!(!Arc::ptr_eq(find(&next, "c2"), m));
+        assert_eq!(m.org_id, "o2");
+        assert_eq!(after_move.org_credentials("o2").len(), 1);
+        assert!(after_move.org_credentials("o1").is_empty());
+    }
+
+    #[test]
+    fn a_kept_credential_is_still_checked_against_the_new_snapshot() {
+        let k = key();
+        let c1 = cred("c1", "o1", "p1", "sk-one", &k);
+        let first = Snapshot::build(&snap(1, vec![c1.clone()]).encode_to_vec(), &k, None).unwrap();
+        // Its project is gone: the whole snapshot is refused, reuse or not.
+        let mut without_project = snap(2, vec![c1.clone()]);
+        without_project.projects.clear();
+        assert!(matches!(
+            Snapshot::build(&without_project.encode_to_vec(), &k, Some(&first)),
+            Err(SnapshotError::Dangling(..))
+        ));
+        // Tampered sealed bytes are never matched to the kept credential: they must open.
+        let mut tampered = c1.clone();
+        let last = tampered.sealed_secret.len() - 1;
+        tampered.sealed_secret[last] ^= 1;
+        assert_eq!(
+            Snapshot::build(&snap(3, vec![tampered]).encode_to_vec(), &k, Some(&first))
+                .unwrap_err(),
+            SnapshotError::Unseal("c1".into())
+        );
+        // A snapshot sealed for another node token does not open, previous snapshot or not.
+        let other = SealKey::from_node_token("another-token", crate::seal::PURPOSE_SNAPSHOT);
+        let foreign = cred("c1", "o1", "p1", "sk-one", &other);
+        assert_eq!(
+            Snapshot::build(&snap(4, vec![foreign]).encode_to_vec(), &k, Some(&first)).unwrap_err(),
+            SnapshotError::Unseal("c1".into())
+        );
     }
 }

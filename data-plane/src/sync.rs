@@ -67,7 +67,7 @@ impl Syncer {
                 return None;
             }
         };
-        match Snapshot::build(&bytes, &self.snapshot_key) {
+        match Snapshot::build(&bytes, &self.snapshot_key, None) {
             Ok(s) => {
                 let v = s.version;
                 (self.on_apply)(&s);
@@ -92,14 +92,19 @@ impl Syncer {
         }
     }
 
-    /// Validates and applies one envelope. Older or equal versions are ignored.
+    /// Validates and applies one envelope. Older or equal versions are ignored. Blocking (a
+    /// large snapshot takes tens of milliseconds to open and index): callers on the runtime use
+    /// [`Syncer::apply_blocking`].
     pub fn apply(&self, env: &pb::SnapshotEnvelope) -> Result<u64, String> {
-        let current = self.store.version();
-        if env.version != 0 && env.version < current {
-            return Ok(current);
+        let current = self.store.load();
+        let current_version = current.as_ref().map(|s| s.version).unwrap_or(0);
+        if env.version != 0 && env.version < current_version {
+            return Ok(current_version);
         }
         let t0 = std::time::Instant::now();
-        let snap = Snapshot::build(&env.snapshot, &self.snapshot_key).map_err(|e| e.to_string())?;
+        let snap = Snapshot::build(&env.snapshot, &self.snapshot_key, current.as_deref())
+            .map_err(|e| e.to_string())?;
+        drop(current);
         if snap.version != env.version {
             return Err(format!(
                 "envelope version {} does not match snapshot version {}",
@@ -118,8 +123,24 @@ impl Syncer {
                 .last_apply_bytes
                 .store(env.snapshot.len() as u64, Relaxed);
         }
-        self.save_cache(&env.snapshot);
         Ok(v)
+    }
+
+    /// [`Syncer::apply`] on a blocking thread, so requests on this node's runtime are not held
+    /// up while a large snapshot is opened and indexed; then the disk cache is written, also off
+    /// the runtime. The node serves the new version as soon as it is applied; the caller
+    /// acknowledges it once it is also on disk.
+    async fn apply_blocking(self: &Arc<Self>, env: pb::SnapshotEnvelope) -> Result<u64, String> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let v = this.apply(&env)?;
+            if env.version == v && this.store.version() == v {
+                this.save_cache(&env.snapshot);
+            }
+            Ok(v)
+        })
+        .await
+        .map_err(|e| format!("applying the snapshot failed: {e}"))?
     }
 
     async fn channel(&self) -> Result<Channel, String> {
@@ -134,7 +155,7 @@ impl Syncer {
         req
     }
 
-    async fn session(&self, shutdown: &CancellationToken) -> Result<bool, String> {
+    async fn session(self: &Arc<Self>, shutdown: &CancellationToken) -> Result<bool, String> {
         let channel = self.channel().await?;
         let mut client =
             ConfigServiceClient::new(channel).max_decoding_message_size(MAX_SNAPSHOT_BYTES);
@@ -170,14 +191,15 @@ impl Syncer {
             match msg {
                 Ok(Some(env)) => {
                     received = true;
-                    let (version, error) = match self.apply(&env) {
+                    let env_version = env.version;
+                    let (version, error) = match self.apply_blocking(env).await {
                         Ok(v) => {
                             tracing::info!(version = v, "applied configuration snapshot");
                             (v, String::new())
                         }
                         Err(e) => {
-                            tracing::error!(version = env.version, error = %e, "rejected a configuration snapshot; keeping the previous one");
-                            (env.version, e)
+                            tracing::error!(version = env_version, error = %e, "rejected a configuration snapshot; keeping the previous one");
+                            (env_version, e)
                         }
                     };
                     let ack = self.authed(pb::AckRequest {

@@ -72,7 +72,7 @@ impl ConfigService for ConfigSvc {
                 if let Some(s) = current {
                     let env = pb::SnapshotEnvelope {
                         version: s.version,
-                        snapshot: s.encode_for(&key),
+                        snapshot: s.encode_for(&key).await,
                         seal_key_id: key.id().to_string(),
                     };
                     if tx.send(Ok(env)).await.is_err() {

@@ -18,21 +18,34 @@ use crate::db;
 use crate::service::{providers, rotate};
 use crate::state::AppState;
 
+/// Per node-token key: credential id → (the secret in clear, the secret as sealed for that key).
+type SealedSecrets = HashMap<String, (Arc<[u8]>, Vec<u8>)>;
+
 /// A built snapshot with its secrets still in clear (in memory only), and its sealed encodings
 /// per node-token key, computed once per key.
 pub struct BuiltSnapshot {
     pub version: u64,
     base: pb::Snapshot,
     /// (credential index in `base.credentials`, sealed payload JSON in clear)
-    secrets: Vec<(usize, Vec<u8>)>,
+    secrets: Vec<(usize, Arc<[u8]>)>,
     signing: Vec<(usize, Vec<u8>)>,
-    encoded: Mutex<HashMap<String, Bytes>>,
+    /// Node-token key id → the encoding for nodes holding that key. Concurrent watchers of one
+    /// key share one encoding (the first computes it, off the async workers; the rest wait).
+    encoded: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Bytes>>>>,
+    /// Node-token key id → the sealed secrets that key's encoding used. Later builds reuse the
+    /// sealed value of every credential whose secret is still the same (`carried`), so an
+    /// unchanged credential's bytes stay the same from one version to the next: sealing 20,000
+    /// secrets per build is avoided, and nodes recognise unchanged credentials and keep them
+    /// instead of opening them again.
+    sealed: Mutex<HashMap<String, Arc<SealedSecrets>>>,
+    /// Per key, the newest earlier build's `sealed` (builds no node asked for are skipped).
+    carried: HashMap<String, Arc<SealedSecrets>>,
     /// Credential id → (its sealed secret as stored, the associated data it was opened with,
     /// the opened secret): the next build reuses the opened secret of every credential whose
     /// sealed value and owner did not change (opening 20,000 envelopes is a quarter of a build at
     /// that size). The owner is part of the match, so a row moved to another tenant is opened
     /// again — and fails, as it must.
-    opened: HashMap<String, (String, String, Vec<u8>)>,
+    opened: HashMap<String, (String, String, Arc<[u8]>)>,
 }
 
 impl std::fmt::Debug for BuiltSnapshot {
@@ -42,17 +55,37 @@ impl std::fmt::Debug for BuiltSnapshot {
 }
 
 impl BuiltSnapshot {
-    /// The protobuf bytes for nodes holding `key`, secrets sealed under it.
-    pub fn encode_for(&self, key: &SealKey) -> Bytes {
-        if let Ok(cache) = self.encoded.lock()
-            && let Some(b) = cache.get(key.id())
-        {
-            return b.clone();
-        }
+    /// The protobuf bytes for nodes holding `key`, secrets sealed under it. Computed once per
+    /// key on a blocking thread; concurrent callers for the same key wait for that one result.
+    pub async fn encode_for(self: &Arc<Self>, key: &SealKey) -> Bytes {
+        let cell = match self.encoded.lock() {
+            Ok(mut cache) => cache.entry(key.id().to_string()).or_default().clone(),
+            Err(_) => Arc::default(),
+        };
+        cell.get_or_init(|| {
+            let (this, key) = (self.clone(), key.clone());
+            async move {
+                tokio::task::spawn_blocking(move || this.encode_now(&key))
+                    .await
+                    .unwrap_or_default()
+            }
+        })
+        .await
+        .clone()
+    }
+
+    fn encode_now(&self, key: &SealKey) -> Bytes {
+        let carried = self.carried.get(key.id());
+        let mut sealed = SealedSecrets::with_capacity(self.secrets.len());
         let mut snap = self.base.clone();
         for (idx, plain) in &self.secrets {
             if let Some(c) = snap.credentials.get_mut(*idx) {
-                c.sealed_secret = key.seal(plain, c.id.as_bytes());
+                let reuse = carried
+                    .and_then(|m| m.get(&c.id))
+                    .filter(|(was, _)| Arc::ptr_eq(was, plain) || was == plain)
+                    .map(|(_, sealed)| sealed.clone());
+                c.sealed_secret = reuse.unwrap_or_else(|| key.seal(plain, c.id.as_bytes()));
+                sealed.insert(c.id.clone(), (plain.clone(), c.sealed_secret.clone()));
             }
         }
         for (idx, plain) in &self.signing {
@@ -60,11 +93,10 @@ impl BuiltSnapshot {
                 k.sealed_key = key.seal(plain, k.id.as_bytes());
             }
         }
-        let bytes = Bytes::from(snap.encode_to_vec());
-        if let Ok(mut cache) = self.encoded.lock() {
-            cache.insert(key.id().to_string(), bytes.clone());
+        if let Ok(mut m) = self.sealed.lock() {
+            m.insert(key.id().to_string(), Arc::new(sealed));
         }
-        bytes
+        Bytes::from(snap.encode_to_vec())
     }
 
     pub fn counts(&self) -> (usize, usize, usize, usize) {
@@ -235,7 +267,7 @@ pub async fn build(st: &AppState) -> Result<BuiltSnapshot, db::DbError> {
         let plain = match reused {
             Some(p) => p,
             None => match st.keys().open(&sealed_secret, &aad) {
-                Ok(p) => p,
+                Ok(p) => Arc::<[u8]>::from(p),
                 Err(e) => {
                     tracing::error!(credential_id = %id, error = %e, "cannot decrypt provider secret; left out of the snapshot");
                     continue;
@@ -288,6 +320,16 @@ pub async fn build(st: &AppState) -> Result<BuiltSnapshot, db::DbError> {
         secrets,
         signing: signing_plain,
         encoded: Mutex::new(HashMap::new()),
+        sealed: Mutex::new(HashMap::new()),
+        carried: previous
+            .map(|p| {
+                let mut m = p.carried.clone();
+                if let Ok(newest) = p.sealed.lock() {
+                    m.extend(newest.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+                m
+            })
+            .unwrap_or_default(),
         opened,
     })
 }

@@ -15,7 +15,8 @@ pub async fn node_view(app: &TestApp, credential_id: &str) -> Option<Value> {
         app.config.node_token.as_ref().unwrap().expose(),
         PURPOSE_SNAPSHOT,
     );
-    let decoded = proto::v1::Snapshot::decode(snap.encode_for(&key)).unwrap();
+    let snap = std::sync::Arc::new(snap);
+    let decoded = proto::v1::Snapshot::decode(snap.encode_for(&key).await).unwrap();
     let c = decoded.credentials.iter().find(|c| c.id == credential_id)?;
     let plain = key.open(&c.sealed_secret, c.id.as_bytes()).unwrap();
     let mut v: Value = serde_json::from_slice(&plain).unwrap();
@@ -213,4 +214,72 @@ async fn project_listing_shows_the_effective_set() {
     // Duplicate names at the same level conflict; the same name at another level is fine.
     let (s, _) = app.post(&proj, json!({"type": "custom", "name": "Shared", "metadata": {"api_base": "https://e.example/v1", "format": "openai", "auth_format": "none"}})).await;
     assert_eq!(s, StatusCode::CONFLICT);
+}
+
+/// The published snapshot once the builder has caught up with the database, and each credential's
+/// sealed secret in it (for nodes holding the test node token).
+async fn published_sealed(app: &TestApp) -> (u64, std::collections::HashMap<String, Vec<u8>>) {
+    let st = &app.running.as_ref().unwrap().state;
+    let key = SealKey::from_node_token(
+        app.config.node_token.as_ref().unwrap().expose(),
+        PURPOSE_SNAPSHOT,
+    );
+    for _ in 0..500 {
+        let want = control_plane::db::config_version(st.db()).await.unwrap() as u64;
+        if let Some(s) = st.snapshots().current().filter(|s| s.version == want) {
+            let decoded = proto::v1::Snapshot::decode(s.encode_for(&key).await).unwrap();
+            let sealed = decoded
+                .credentials
+                .into_iter()
+                .map(|c| (c.id, c.sealed_secret))
+                .collect();
+            return (s.version, sealed);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the snapshot builder did not catch up");
+}
+
+#[tokio::test]
+async fn a_credential_keeps_its_sealed_bytes_until_its_secret_changes() {
+    let app = TestApp::spawn().await;
+    let path = format!("/api/v1/orgs/{}/providers", app.org_id);
+    let mut ids = Vec::new();
+    for (name, secret) in [("a", "sk-aaaa-0000-1111"), ("b", "sk-bbbb-0000-1111")] {
+        let (s, p) = app
+            .post(
+                &path,
+                json!({"type": "openai", "name": name, "secret": secret}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{p}");
+        ids.push(p["id"].as_str().unwrap().to_string());
+    }
+    let (v1, first) = published_sealed(&app).await;
+    // A rename of `a` and a new secret for `b`.
+    let (s, _) = app
+        .patch(
+            &format!("/api/v1/providers/{}", ids[0]),
+            json!({"name": "a2"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = app
+        .patch(
+            &format!("/api/v1/providers/{}", ids[1]),
+            json!({"secret": "sk-bbbb-rotated-2222"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (v2, second) = published_sealed(&app).await;
+    assert!(v2 > v1);
+    assert_eq!(
+        first[&ids[0]], second[&ids[0]],
+        "unchanged secret, same bytes"
+    );
+    assert_ne!(first[&ids[1]], second[&ids[1]], "new secret, new bytes");
+    assert_eq!(
+        node_view(&app, &ids[1]).await.unwrap()["secret"],
+        "sk-bbbb-rotated-2222"
+    );
 }
