@@ -542,9 +542,19 @@ impl Stack {
             .env("AIPROXY_PROXY_ADDR", addr.to_string())
             .env("AIPROXY_CACHE_DIR", cache)
             .env("AIPROXY_UPSTREAM_ALLOW_PRIVATE", "true")
-            .env("AIPROXY_LOG_LEVEL", "warn")
+            .env(
+                "AIPROXY_LOG_LEVEL",
+                std::env::var("BENCH_CP_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(match std::env::var("BENCH_CP_LOG") {
+                // Next to the control plane's log: <path>.node-<n>.
+                Ok(path) => Stdio::from(std::fs::File::create(format!(
+                    "{path}.node-{}",
+                    self.nodes.len()
+                ))?),
+                Err(_) => Stdio::null(),
+            })
             .spawn()?;
         let p = Proc(child);
         if !wait_ok(&format!("http://{addr}/readyz"), Duration::from_secs(30)).await {
@@ -1020,7 +1030,7 @@ async fn main() -> Result<(), Error> {
     for (g, ms, n) in &usage.queries {
         md.push_str(&format!("| {g} | {ms:.0} | {n} |\n"));
     }
-    md.push_str(&format!("\n## Configuration at scale\n\n{} projects, {} project API keys and {} project credentials created through the REST API (8 clients) in {:.0} s. Snapshot build {:.0} ms (control plane), {:.1} MiB encoded; a new node connects, downloads, validates, indexes and serves it in {:.0} ms (apply {:.0} ms). One change at this size reaches all nodes in p50 {:.0} ms / p99 {:.0} ms (20 changes). RSS: node {:.1} MiB, control plane {:.1} MiB.\n", scale_fig.projects, scale_fig.api_keys, scale_fig.credentials, scale_fig.seed_secs, scale_fig.build_ms, scale_fig.snapshot_bytes / 1048576.0, scale_fig.new_node_ready_ms, scale_fig.apply_ms, scale_fig.propagation_p50_ms, scale_fig.propagation_p99_ms, scale_fig.node_rss_mib, scale_fig.cp_rss_mib));
+    md.push_str(&format!("\n## Configuration at scale\n\n{} projects, {} project API keys and {} project credentials created through the REST API (8 clients) in {:.0} s. Snapshot build {:.0} ms (control plane), {:.1} MiB encoded; a new node connects, downloads, validates, indexes and serves it in {:.0} ms (apply {:.0} ms); a running node applies one change in {:.0} ms (unchanged credentials kept). One change at this size reaches all nodes in p50 {:.0} ms / p99 {:.0} ms (20 changes). RSS: node {:.1} MiB, control plane {:.1} MiB.\n", scale_fig.projects, scale_fig.api_keys, scale_fig.credentials, scale_fig.seed_secs, scale_fig.build_ms, scale_fig.snapshot_bytes / 1048576.0, scale_fig.new_node_ready_ms, scale_fig.apply_ms, scale_fig.change_apply_ms, scale_fig.propagation_p50_ms, scale_fig.propagation_p99_ms, scale_fig.node_rss_mib, scale_fig.cp_rss_mib));
     md.push_str("\nThe driver, the fake upstream and the baseline proxy share this process and the machine's 2 cores with the node, so ratios are indicative.\n");
     let js = json!({
         "seconds_per_point": secs,
@@ -1031,7 +1041,7 @@ async fn main() -> Result<(), Error> {
             "flapping_p50_us": fault.flapping.total.value_at_quantile(0.5), "flapping_p99_us": fault.flapping.total.value_at_quantile(0.99)},
         "usage_query": {"rows": usage.rows, "ingest_secs": usage.ingest_secs, "queries_ms": usage.queries.iter().map(|(g, ms, n)| json!({"group_by": g, "median_ms": ms, "groups": n})).collect::<Vec<_>>()},
         "config_scale": {"projects": scale_fig.projects, "api_keys": scale_fig.api_keys, "credentials": scale_fig.credentials, "seed_secs": scale_fig.seed_secs,
-            "build_ms": scale_fig.build_ms, "snapshot_bytes": scale_fig.snapshot_bytes, "apply_ms": scale_fig.apply_ms, "new_node_ready_ms": scale_fig.new_node_ready_ms,
+            "build_ms": scale_fig.build_ms, "snapshot_bytes": scale_fig.snapshot_bytes, "apply_ms": scale_fig.apply_ms, "change_apply_ms": scale_fig.change_apply_ms, "new_node_ready_ms": scale_fig.new_node_ready_ms,
             "propagation_p50_ms": scale_fig.propagation_p50_ms, "propagation_p99_ms": scale_fig.propagation_p99_ms, "node_rss_mib": scale_fig.node_rss_mib, "cp_rss_mib": scale_fig.cp_rss_mib},
         "targets": checks.iter().map(|(t, m, ok)| json!({"target": t, "measured": m, "met": ok})).collect::<Vec<_>>(),
         "scenarios": rows.iter().map(|r| json!({"scenario": r.scenario, "path": r.path, "concurrency": r.concurrency, "rps": r.rps,

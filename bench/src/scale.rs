@@ -272,6 +272,8 @@ pub struct ScaleFigures {
     pub snapshot_bytes: f64,
     pub apply_ms: f64,
     pub new_node_ready_ms: f64,
+    /// A running node's apply of one change (previous snapshot reused where unchanged).
+    pub change_apply_ms: f64,
     pub propagation_p50_ms: f64,
     pub propagation_p99_ms: f64,
     pub node_rss_mib: f64,
@@ -385,6 +387,12 @@ pub async fn config_at_scale(stack: &mut Stack, projects: u64) -> Result<ScaleFi
         stack.wait_all_nodes_current().await?;
         prop.push(t.elapsed().as_micros() as u64);
     }
+    // The same node's last apply: one change, with the previous snapshot to reuse from.
+    let m = reqwest::get(format!("http://{addr}/metrics"))
+        .await?
+        .text()
+        .await?;
+    let change_apply_ms = metric(&m, "aiproxy_config_apply_seconds") * 1000.0;
     let node_rss_mib = crate::rss_mib(stack.nodes[idx].0.pid());
     let cp_rss_mib = crate::rss_mib(stack.cp_pid());
     Ok(ScaleFigures {
@@ -395,6 +403,7 @@ pub async fn config_at_scale(stack: &mut Stack, projects: u64) -> Result<ScaleFi
         build_ms,
         snapshot_bytes,
         apply_ms,
+        change_apply_ms,
         new_node_ready_ms,
         propagation_p50_ms: crate::pct(&prop, 0.5) as f64 / 1000.0,
         propagation_p99_ms: crate::pct(&prop, 0.99) as f64 / 1000.0,

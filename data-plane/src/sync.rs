@@ -67,7 +67,7 @@ impl Syncer {
                 return None;
             }
         };
-        match Snapshot::build(&bytes, &self.snapshot_key, None) {
+        match Snapshot::build(bytes.into(), &self.snapshot_key, None) {
             Ok(s) => {
                 let v = s.version;
                 (self.on_apply)(&s);
@@ -102,7 +102,7 @@ impl Syncer {
             return Ok(current_version);
         }
         let t0 = std::time::Instant::now();
-        let snap = Snapshot::build(&env.snapshot, &self.snapshot_key, current.as_deref())
+        let snap = Snapshot::build(env.snapshot.clone(), &self.snapshot_key, current.as_deref())
             .map_err(|e| e.to_string())?;
         drop(current);
         if snap.version != env.version {

@@ -223,6 +223,14 @@ pub async fn build(st: &AppState) -> Result<BuiltSnapshot, db::DbError> {
     let signing = db::providers::signing_keys(&mut *tx).await?;
     tx.commit().await?;
     let read_ms = t0.elapsed().as_millis() as u64;
+    // A stable order (by id), so a part of the configuration that did not change encodes to
+    // the same bytes from one version to the next: nodes take such parts over without decoding
+    // them again. Table scans do not promise an order (PostgreSQL moves updated rows).
+    let (mut orgs, mut projects, mut keys, mut creds) = (orgs, projects, keys, creds);
+    orgs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    projects.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    creds.sort_unstable_by(|a, b| a.0.cmp(&b.0));
 
     let mut base = pb::Snapshot {
         version,

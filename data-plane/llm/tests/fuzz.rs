@@ -562,4 +562,3 @@ proptest! {
         drive(&mut llm::anthropic::IngressStream::new("m", "msg_1"), &bytes, &cuts)?;
     }
 }
-
