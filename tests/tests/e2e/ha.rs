@@ -329,3 +329,131 @@ async fn a_node_killed_mid_stream_fails_only_its_own_clients() {
     let (s, _, body) = other.chat(&key, "gpt-4o", &[]).await;
     assert_eq!(s, StatusCode::OK, "{body}");
 }
+
+/// Rotating the master key the way the operator guide says (roll every replica to new + old
+/// key, re-encrypt once, roll to the new key alone) while nodes serve traffic: no request fails,
+/// and afterwards replicas holding only the new key open every secret.
+#[tokio::test]
+async fn master_key_rotation_without_downtime() {
+    let mut a = ControlPlane::start().await;
+    let mut b = a.replica().await;
+    let key = a.key("proxy", None).await;
+    let fake = FakeOpenAi::start("sk-rotate-000000000001").await;
+    let first = a
+        .org_provider(json!({"type": "openai", "secret": "sk-rotate-000000000001", "metadata": {"api_base": fake.base()}}))
+        .await;
+    let both = format!("{},{}", a.grpc_url(), b.grpc_url());
+    let node = Node::spawn_unready(
+        &both,
+        &a.node_token,
+        Arc::new(tempfile::tempdir().unwrap()),
+        &[],
+    )
+    .await;
+    node.wait_version(a.current_version().await).await;
+    let (s, _, body) = node.chat(&key, "gpt-4o", &[]).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (url, key, stop) = (node.url(""), key.clone(), stop.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let (mut sent, mut failures) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = http
+                    .post(format!("{url}/v1/proxy/chat/completions"))
+                    .bearer_auth(&key)
+                    .json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}))
+                    .send()
+                    .await;
+                sent += 1;
+                match r {
+                    Ok(r) if r.status() == StatusCode::OK => {}
+                    Ok(r) => failures.push(r.status().to_string()),
+                    Err(e) => failures.push(e.to_string()),
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (sent, failures)
+        })
+    };
+    let set_keys = |cp: &mut ControlPlane, current: &str, old: Option<&str>| {
+        cp.env
+            .retain(|(k, _)| k != "AIPROXY_MASTER_KEY" && k != "AIPROXY_OLD_MASTER_KEYS");
+        cp.env
+            .push(("AIPROXY_MASTER_KEY".into(), current.to_string()));
+        if let Some(o) = old {
+            cp.env
+                .push(("AIPROXY_OLD_MASTER_KEYS".into(), o.to_string()));
+        }
+    };
+    let old_key = a
+        .env
+        .iter()
+        .find(|(k, _)| k == "AIPROXY_MASTER_KEY")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let new_key = control_plane::crypto::secrets::generate_master_key();
+    // 1. Roll each replica to the new key with the old one still accepted.
+    for cp in [&mut a, &mut b] {
+        cp.kill().await;
+        set_keys(cp, &new_key, Some(&old_key));
+        cp.spawn().await;
+    }
+    // 2. Re-encrypt once.
+    let out = tokio::process::Command::new(tests::stack::bin("e2e-control-plane"))
+        .arg("rotate-master-key")
+        .env_clear()
+        .envs(a.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .await
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("re-encrypted"), "{printed}");
+    assert!(!printed.contains(&new_key) && !printed.contains(&old_key));
+    // 3. Roll each replica to the new key alone.
+    for cp in [&mut a, &mut b] {
+        cp.kill().await;
+        set_keys(cp, &new_key, None);
+        cp.spawn().await;
+    }
+    // The new key alone opens the secret written under the old one (a PATCH re-reads it), and
+    // a change made now reaches the node with both credentials in it.
+    let (s, p) = a
+        .api(
+            "PATCH",
+            &format!("/api/v1/providers/{first}"),
+            Some(json!({"name": "renamed"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    b.org_provider(json!({"type": "openai", "name": "second", "secret": "sk-rotate-000000000001", "metadata": {"api_base": fake.base()}}))
+        .await;
+    node.wait_version(b.current_version().await).await;
+    for name in ["renamed", "second"] {
+        let (s, h, body) = node
+            .chat(&key, "gpt-4o", &[("x-bt-endpoint-name", name)])
+            .await;
+        assert_eq!(s, StatusCode::OK, "{name}: {body}");
+        assert_eq!(h["x-bt-used-endpoint"], name);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failures) = traffic.await.unwrap();
+    assert!(sent > 20, "traffic ran throughout ({sent} requests)");
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} failed: {failures:?}",
+        failures.len()
+    );
+    // The control plane's logs never show either master key.
+    for cp in [&a, &b] {
+        let logs = cp.logs.text();
+        assert!(!logs.contains(&new_key) && !logs.contains(&old_key));
+    }
+}
