@@ -10,6 +10,20 @@ use tests::fake::openai::{FakeOpenAi, Reply};
 use tests::sse;
 use tests::stack::{ControlPlane, Node};
 
+/// A node given both replicas' gRPC URLs (A first), serving A's current version.
+async fn node_on_both(a: &ControlPlane, b: &ControlPlane) -> Node {
+    let both = format!("{},{}", a.grpc_url(), b.grpc_url());
+    let node = Node::spawn_unready(
+        &both,
+        &a.node_token,
+        Arc::new(tempfile::tempdir().unwrap()),
+        &[],
+    )
+    .await;
+    node.wait_version(a.current_version().await).await;
+    node
+}
+
 #[tokio::test]
 async fn replicas_share_changes_and_nodes_move_when_one_dies() {
     let mut a = ControlPlane::start().await;
@@ -18,15 +32,7 @@ async fn replicas_share_changes_and_nodes_move_when_one_dies() {
     let n_a = Node::start(&a).await;
     let n_b = Node::start(&b).await;
     // A node given both replicas (A first): it connects to A, and to B once A is gone.
-    let both = format!("{},{}", a.grpc_url(), b.grpc_url());
-    let n_ab = Node::spawn_unready(
-        &both,
-        &a.node_token,
-        Arc::new(tempfile::tempdir().unwrap()),
-        &[],
-    )
-    .await;
-    n_ab.wait_version(a.current_version().await).await;
+    let n_ab = node_on_both(&a, &b).await;
 
     // A change made through replica A reaches the node connected to replica B.
     let fake = FakeOpenAi::start("sk-ha-000000000001").await;
@@ -342,15 +348,7 @@ async fn master_key_rotation_without_downtime() {
     let first = a
         .org_provider(json!({"type": "openai", "secret": "sk-rotate-000000000001", "metadata": {"api_base": fake.base()}}))
         .await;
-    let both = format!("{},{}", a.grpc_url(), b.grpc_url());
-    let node = Node::spawn_unready(
-        &both,
-        &a.node_token,
-        Arc::new(tempfile::tempdir().unwrap()),
-        &[],
-    )
-    .await;
-    node.wait_version(a.current_version().await).await;
+    let node = node_on_both(&a, &b).await;
     let (s, _, body) = node.chat(&key, "gpt-4o", &[]).await;
     assert_eq!(s, StatusCode::OK, "{body}");
 
