@@ -53,7 +53,9 @@ async fn replicas_share_changes_and_nodes_move_when_one_dies() {
         "change via A reached B's node after {took:?} ({})",
         a.db.backend
     );
-    n_a.wait_version(v).await;
+    for n in [&n_a, &n_ab] {
+        n.wait_version(v).await;
+    }
     for n in [&n_a, &n_b, &n_ab] {
         let (s, _, b) = n.chat(&key, "gpt-4o", &[]).await;
         assert_eq!(s, StatusCode::OK, "{b}");
