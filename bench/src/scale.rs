@@ -127,6 +127,8 @@ pub async fn fault_run(
 pub struct UsageFigures {
     pub rows: u64,
     pub ingest_secs: f64,
+    /// From the last acknowledgement until the rollup job had aggregated every ended hour.
+    pub rollup_secs: f64,
     /// (group_by, median ms over the repetitions, rows returned)
     pub queries: Vec<(String, f64, usize)>,
 }
@@ -165,15 +167,19 @@ pub async fn usage_query(stack: &Stack, rows: u64) -> Result<UsageFigures, Error
         while i < rows {
             let mut records = Vec::with_capacity(BATCH as usize);
             for _ in 0..BATCH.min(rows - i) {
-                let (model, provider) = models[(i % 8) as usize];
+                // Keys, projects and models independent of time (a hash of i): about one request
+                // per key and model per hour, the worst case for rollups.
+                let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+                let key = h % 200;
+                let (model, provider) = models[((h / 200) % 8) as usize];
                 let started = now_ms - ((i * 2_591_999) % 2_592_000_000) as i64;
                 let latency = 50 + (i * 7919) % 4_000;
                 let status = if i.is_multiple_of(97) { 429 } else { 200 };
                 records.push(pb::UsageRecord {
                     id: format!("00000000-0000-7000-8000-{i:012}"),
                     org_id: org.clone(),
-                    project_id: format!("bench-project-{}", i % 50),
-                    api_key_id: format!("bench-key-{}", i % 200),
+                    project_id: format!("bench-project-{}", key % 50),
+                    api_key_id: format!("bench-key-{key}"),
                     model: model.into(),
                     provider_type: provider.into(),
                     credential_name: provider.into(),
@@ -234,6 +240,33 @@ pub async fn usage_query(stack: &Stack, rows: u64) -> Result<UsageFigures, Error
         sqlx::query("ANALYZE request_logs").execute(&pool).await?;
         pool.close().await;
     }
+    // Dashboards read whole hours and days from the rollups: wait for the rollup job to work off
+    // what was ingested (two passes after the last acknowledgement, nothing pending).
+    let t_roll = Instant::now();
+    let metric = |text: &str, name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+    };
+    let metrics = || async {
+        reqwest::get(format!("http://{}/metrics", stack.http))
+            .await?
+            .text()
+            .await
+    };
+    let passes0 = metric(&metrics().await?, "aiproxy_usage_rollup_passes_total ").unwrap_or(0);
+    loop {
+        let m = metrics().await?;
+        let passes = metric(&m, "aiproxy_usage_rollup_passes_total ").unwrap_or(0);
+        let pending = metric(&m, "aiproxy_usage_rollup_pending ").unwrap_or(u64::MAX);
+        if passes >= passes0 + 2 && pending == 0 {
+            break;
+        }
+        if t_roll.elapsed() > std::time::Duration::from_secs(600) {
+            return Err(format!("usage rollup still {pending} periods behind after 600 s").into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let rollup_secs = t_roll.elapsed().as_secs_f64();
     let from = (now_ms / 1000) - 31 * 86_400;
     let mut queries = Vec::new();
     for g in ["model", "provider", "project", "api_key", "day", "hour"] {
@@ -257,6 +290,7 @@ pub async fn usage_query(stack: &Stack, rows: u64) -> Result<UsageFigures, Error
     Ok(UsageFigures {
         rows,
         ingest_secs,
+        rollup_secs,
         queries,
     })
 }

@@ -16,6 +16,9 @@ pub struct Metrics {
     pub snapshot_build_us: AtomicU64,
     pub snapshot_version: AtomicU64,
     pub snapshot_bytes: AtomicU64,
+    /// Ended periods (hours, days) of usage not rolled up yet (after the last pass), and passes so far.
+    pub usage_rollup_pending: AtomicU64,
+    pub usage_rollup_passes: AtomicU64,
 }
 
 impl Metrics {
@@ -69,6 +72,16 @@ impl Metrics {
             out,
             "# HELP aiproxy_snapshot_bytes Encoded size of the last configuration snapshot.\n# TYPE aiproxy_snapshot_bytes gauge\naiproxy_snapshot_bytes {}",
             self.snapshot_bytes.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP aiproxy_usage_rollup_pending Ended periods (hours, days) of usage not yet rolled up (read from the logs meanwhile).\n# TYPE aiproxy_usage_rollup_pending gauge\naiproxy_usage_rollup_pending {}",
+            self.usage_rollup_pending.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP aiproxy_usage_rollup_passes_total Passes of the usage rollup job.\n# TYPE aiproxy_usage_rollup_passes_total counter\naiproxy_usage_rollup_passes_total {}",
+            self.usage_rollup_passes.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

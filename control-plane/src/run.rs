@@ -152,6 +152,7 @@ pub async fn start_with_clock(
         st.clone(),
         shutdown.clone(),
     ));
+    tasks.push(crate::service::rollup::spawn(st.clone(), shutdown.clone()));
 
     let app = crate::http::router(st.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let sd = shutdown.clone();

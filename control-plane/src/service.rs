@@ -14,6 +14,7 @@ pub mod nodes;
 pub mod orgs;
 pub mod projects;
 pub mod providers;
+pub mod rollup;
 pub mod rotate;
 pub mod settings;
 pub mod snapshot;

@@ -1,6 +1,8 @@
 //! Request logs and usage records: written in batches by log ingest (idempotent by record id),
 //! read by the logs and usage APIs, trimmed by retention.
 
+use std::collections::BTreeMap;
+
 use sqlx::{Any, Executor};
 
 use super::{DbResult, i, os, s};
@@ -250,12 +252,48 @@ pub async fn get<'e, E: Executor<'e, Database = Any>>(
     r.as_ref().map(|r| row(r, true)).transpose()
 }
 
-pub async fn delete_org<'e, E: Executor<'e, Database = Any>>(e: E, org_id: &str) -> DbResult<()> {
-    sqlx::query("DELETE FROM request_logs WHERE org_id = $1")
+/// Deletes an org's logs, rollups and rollup marks.
+pub async fn delete_org(conn: &mut sqlx::AnyConnection, org_id: &str) -> DbResult<()> {
+    for table in ["request_logs", "usage_rollup", "usage_dirty"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE org_id = $1"
+        )))
         .bind(org_id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Deletes the rollups of periods that ended before `before` (retention), with their marks;
+/// the period `before` falls in lost some of its rows and is marked to be rolled up again.
+pub async fn delete_rollups_older_than<'e, E: Executor<'e, Database = Any> + Copy>(
+    e: E,
+    before: i64,
+) -> DbResult<u64> {
+    let mut n = 0;
+    for level in Level::ALL {
+        let period = before.div_euclid(level.period_ms());
+        for table in ["usage_dirty", "usage_rollup"] {
+            n += sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE level = $1 AND period < $2"
+            )))
+            .bind(level as i64)
+            .bind(period)
+            .execute(e)
+            .await?
+            .rows_affected();
+        }
+        sqlx::query(
+            "INSERT INTO usage_dirty (org_id, level, period, gen) SELECT DISTINCT org_id, level, period, 1 FROM usage_rollup \
+             WHERE level = $1 AND period = $2 ON CONFLICT (org_id, level, period) DO UPDATE SET gen = usage_dirty.gen + 1",
+        )
+        .bind(level as i64)
+        .bind(period)
         .execute(e)
         .await?;
-    Ok(())
+    }
+    Ok(n)
 }
 
 /// Deletes up to `limit` rows older than `before`; returns how many went.
@@ -284,40 +322,419 @@ pub struct UsageGroup {
     pub reasoning_tokens: i64,
     pub cost_usd: f64,
     pub cache_hits: i64,
+    /// Latency and TTFT histograms: bucket → requests.
+    pub latency: BTreeMap<i64, i64>,
+    pub ttft: BTreeMap<i64, i64>,
 }
 
-/// `group_expr` is one of a fixed set of column expressions chosen by the service (never user
-/// input). Returns the sums and the latency / TTFT histograms per group.
+/// What the usage query groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageKey {
+    Model,
+    Provider,
+    Project,
+    ApiKey,
+    Day,
+    Hour,
+}
+
+impl UsageKey {
+    pub fn parse(s: &str) -> Option<UsageKey> {
+        Some(match s {
+            "model" => UsageKey::Model,
+            "provider" => UsageKey::Provider,
+            "project" => UsageKey::Project,
+            "api_key" => UsageKey::ApiKey,
+            "day" => UsageKey::Day,
+            "hour" => UsageKey::Hour,
+            _ => return None,
+        })
+    }
+
+    /// The group as text over `request_logs` (a fixed expression, never user input).
+    fn raw(self) -> &'static str {
+        match self {
+            UsageKey::Model => "model",
+            UsageKey::Provider => "provider_type",
+            UsageKey::Project => "COALESCE(project_id, '')",
+            UsageKey::ApiKey => "COALESCE(api_key_id, '')",
+            UsageKey::Day => "CAST(started_at / 86400000 AS TEXT)",
+            UsageKey::Hour => "CAST(started_at / 3600000 AS TEXT)",
+        }
+    }
+
+    /// The rollup level that answers this grouping for whole periods.
+    fn level(self) -> Level {
+        match self {
+            UsageKey::Project | UsageKey::Day | UsageKey::Hour => Level::HourByProject,
+            UsageKey::Model | UsageKey::Provider | UsageKey::ApiKey => Level::DayByAll,
+        }
+    }
+
+    /// The same group over `usage_rollup` (at `self.level()`).
+    fn rolled(self) -> &'static str {
+        match self {
+            UsageKey::Model => "model",
+            UsageKey::Provider => "provider_type",
+            UsageKey::Project => "project_id",
+            UsageKey::ApiKey => "api_key_id",
+            UsageKey::Day => "CAST(period / 24 AS TEXT)",
+            UsageKey::Hour => "CAST(period AS TEXT)",
+        }
+    }
+}
+
+pub const HOUR_MS: i64 = 3_600_000;
+pub const DAY_MS: i64 = 86_400_000;
+
+/// Levels of `usage_rollup` (migration 0003).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Per hour and project: usage by hour, day or project.
+    HourByProject = 1,
+    /// Per day, project, API key, model and provider: usage by model, provider or API key.
+    DayByAll = 2,
+}
+
+impl Level {
+    pub const ALL: [Level; 2] = [Level::HourByProject, Level::DayByAll];
+
+    pub fn from_i64(n: i64) -> Option<Level> {
+        Level::ALL.into_iter().find(|l| *l as i64 == n)
+    }
+
+    pub fn period_ms(self) -> i64 {
+        match self {
+            Level::HourByProject => HOUR_MS,
+            Level::DayByAll => DAY_MS,
+        }
+    }
+
+    /// The dimensions kept, as `p, k, m, v` over `request_logs`.
+    fn dims(self) -> &'static str {
+        match self {
+            Level::HourByProject => "COALESCE(project_id, '') AS p, '' AS k, '' AS m, '' AS v",
+            Level::DayByAll => {
+                "COALESCE(project_id, '') AS p, COALESCE(api_key_id, '') AS k, model AS m, provider_type AS v"
+            }
+        }
+    }
+}
+
+/// Text aggregation: SQLite's `group_concat`, PostgreSQL's `string_agg`.
+fn concat_fn(backend: super::Backend) -> &'static str {
+    match backend {
+        super::Backend::Sqlite => "group_concat",
+        super::Backend::Postgres => "string_agg",
+    }
+}
+
+/// Marks the periods `rows` fall in, at every level, for the rollup job; called in the ingest
+/// transaction, so marks and rows commit together. Marks are upserted in key order (no
+/// lock-order deadlock between concurrent ingests on PostgreSQL).
+pub async fn mark_periods(conn: &mut sqlx::AnyConnection, rows: &[LogRow]) -> DbResult<()> {
+    let marks: std::collections::BTreeSet<(&str, i64, i64)> = rows
+        .iter()
+        .flat_map(|r| {
+            Level::ALL.map(|l| {
+                (
+                    r.org_id.as_str(),
+                    l as i64,
+                    r.started_at.div_euclid(l.period_ms()),
+                )
+            })
+        })
+        .collect();
+    let marks: Vec<_> = marks.into_iter().collect();
+    for chunk in marks.chunks(100) {
+        let mut sql = String::from("INSERT INTO usage_dirty (org_id, level, period, gen) VALUES ");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, 1)",
+                3 * i + 1,
+                3 * i + 2,
+                3 * i + 3
+            ));
+        }
+        sql.push_str(
+            " ON CONFLICT (org_id, level, period) DO UPDATE SET gen = usage_dirty.gen + 1",
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (org, level, period) in chunk {
+            q = q.bind(org.to_string()).bind(*level).bind(*period);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Marked periods that have ended by `now` (ms), oldest first: (org, level, period).
+pub async fn dirty_periods(
+    db: &super::Db,
+    now: i64,
+    limit: i64,
+) -> DbResult<Vec<(String, Level, i64)>> {
+    let rows = sqlx::query(
+        "SELECT org_id, level, period FROM usage_dirty WHERE (level = 1 AND period < $1) OR (level = 2 AND period < $2) \
+         ORDER BY level, period, org_id LIMIT $3",
+    )
+    .bind(now.div_euclid(HOUR_MS))
+    .bind(now.div_euclid(DAY_MS))
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if let Some(level) = Level::from_i64(i(r, "level")?) {
+            out.push((s(r, "org_id")?, level, i(r, "period")?));
+        }
+    }
+    Ok(out)
+}
+
+/// How many ended periods await the rollup job.
+pub async fn count_dirty(db: &super::Db, now: i64) -> DbResult<i64> {
+    let r = sqlx::query(
+        "SELECT COUNT(*) AS n FROM usage_dirty WHERE (level = 1 AND period < $1) OR (level = 2 AND period < $2)",
+    )
+    .bind(now.div_euclid(HOUR_MS))
+    .bind(now.div_euclid(DAY_MS))
+    .fetch_one(db.pool())
+    .await?;
+    i(&r, "n")
+}
+
+/// Aggregates one period of an org from `request_logs` into `usage_rollup`, replacing what was
+/// there, and removes the period's mark unless ingest marked it again meanwhile (its rows may
+/// not have been visible). Returns false when the mark was already gone (another replica).
+pub async fn roll_up(db: &super::Db, org_id: &str, level: Level, period: i64) -> DbResult<bool> {
+    let mut tx = db.begin().await?;
+    // A write first: SQLite's write lock is taken up front (no read-to-write upgrade), and on
+    // PostgreSQL the mark's row lock makes an ingest marking this period wait for this commit.
+    let Some(r) = sqlx::query(
+        "UPDATE usage_dirty SET gen = gen WHERE org_id = $1 AND level = $2 AND period = $3 RETURNING gen",
+    )
+    .bind(org_id.to_string())
+    .bind(level as i64)
+    .bind(period)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(false);
+    };
+    let generation = i(&r, "gen")?;
+    sqlx::query("DELETE FROM usage_rollup WHERE org_id = $1 AND level = $2 AND period = $3")
+        .bind(org_id.to_string())
+        .bind(level as i64)
+        .bind(period)
+        .execute(&mut *tx)
+        .await?;
+    let agg = concat_fn(db.backend());
+    let dims = level.dims();
+    let range = "org_id = $1 AND started_at >= $2 AND started_at < $3";
+    let sql = format!(
+        "INSERT INTO usage_rollup (org_id, level, period, project_id, api_key_id, model, provider_type, requests, errors, prompt_tokens, \
+         completion_tokens, cached_tokens, reasoning_tokens, cost_usd, cache_hits, latency_hist, ttft_hist) \
+         SELECT $1, CAST($4 AS BIGINT), CAST($5 AS BIGINT), a.p, a.k, a.m, a.v, a.n, a.e, a.pt, a.ct, a.ca, a.rt, a.cost, a.hits, a.h, COALESCE(t.h, '') FROM ( \
+           SELECT p, k, m, v, SUM(n) AS n, SUM(e) AS e, SUM(pt) AS pt, SUM(ct) AS ct, SUM(ca) AS ca, SUM(rt) AS rt, SUM(cost) AS cost, SUM(hits) AS hits, \
+             {agg}(CAST(b AS TEXT) || ':' || CAST(n AS TEXT), ' ') AS h FROM ( \
+             SELECT {dims}, latency_bucket AS b, COUNT(*) AS n, SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS e, SUM(prompt_tokens) AS pt, \
+               SUM(completion_tokens) AS ct, SUM(cached_tokens) AS ca, SUM(reasoning_tokens) AS rt, SUM(cost_usd) AS cost, SUM(cache_hit) AS hits \
+             FROM request_logs WHERE {range} GROUP BY 1, 2, 3, 4, 5) l GROUP BY 1, 2, 3, 4) a \
+         LEFT JOIN ( \
+           SELECT p, k, m, v, {agg}(CAST(b AS TEXT) || ':' || CAST(n AS TEXT), ' ') AS h FROM ( \
+             SELECT {dims}, ttft_bucket AS b, COUNT(*) AS n FROM request_logs WHERE {range} AND ttft_bucket >= 0 GROUP BY 1, 2, 3, 4, 5) x \
+           GROUP BY 1, 2, 3, 4) t \
+         ON t.p = a.p AND t.k = a.k AND t.m = a.m AND t.v = a.v"
+    );
+    let p = level.period_ms();
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(org_id.to_string())
+        .bind(period * p)
+        .bind((period + 1) * p)
+        .bind(level as i64)
+        .bind(period)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "DELETE FROM usage_dirty WHERE org_id = $1 AND level = $2 AND period = $3 AND gen = $4",
+    )
+    .bind(org_id.to_string())
+    .bind(level as i64)
+    .bind(period)
+    .bind(generation)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Adds `bucket:count` pairs (space separated) to a histogram.
+fn add_hist(h: &mut BTreeMap<i64, i64>, text: &str) {
+    for pair in text.split_ascii_whitespace() {
+        if let Some((b, n)) = pair.split_once(':')
+            && let (Ok(b), Ok(n)) = (b.parse::<i64>(), n.parse::<i64>())
+            && b >= 0
+        {
+            *h.entry(b).or_default() += n;
+        }
+    }
+}
+
+fn group(groups: &mut BTreeMap<String, UsageGroup>, key: String) -> &mut UsageGroup {
+    groups.entry(key.clone()).or_insert_with(|| UsageGroup {
+        key,
+        ..Default::default()
+    })
+}
+
+/// Usage of an org (or one of its projects) over `[from, to)` (ms), per group, with latency
+/// and TTFT histograms. Whole periods of the grouping's rollup level (hours or days) come from
+/// `usage_rollup`; the partial periods at the edges and periods the rollup job has not caught
+/// up with (still marked) from `request_logs`.
 pub async fn usage(
     db: &super::Db,
     org_id: &str,
     project_id: Option<&str>,
     from: i64,
     to: i64,
-    group_expr: &str,
-) -> DbResult<(
-    Vec<UsageGroup>,
-    Vec<(String, i64, i64)>,
-    Vec<(String, i64, i64)>,
-)> {
+    key: UsageKey,
+) -> DbResult<Vec<UsageGroup>> {
+    let mut groups: BTreeMap<String, UsageGroup> = BTreeMap::new();
+    let level = key.level();
+    let p = level.period_ms();
+    // Whole periods inside the range: [first, end).
+    let first = from.div_euclid(p) + i64::from(from.rem_euclid(p) != 0);
+    let end = to.div_euclid(p);
+    let mut raw: Vec<(i64, i64)> = Vec::new();
+    if first >= end {
+        raw.push((from, to));
+    } else {
+        let dirty: Vec<i64> = sqlx::query(
+            "SELECT period FROM usage_dirty WHERE org_id = $1 AND level = $2 AND period >= $3 AND period < $4 ORDER BY period",
+        )
+        .bind(org_id.to_string())
+        .bind(level as i64)
+        .bind(first)
+        .bind(end)
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|r| i(r, "period"))
+        .collect::<DbResult<_>>()?;
+        let mut push = |a: i64, b: i64| match raw.last_mut() {
+            Some(last) if last.1 == a => last.1 = b,
+            _ if a < b => raw.push((a, b)),
+            _ => {}
+        };
+        push(from, first * p);
+        for d in &dirty {
+            push(d * p, (d + 1) * p);
+        }
+        push(end * p, to);
+        rolled_usage(
+            db,
+            org_id,
+            project_id,
+            level,
+            (first, end),
+            &dirty,
+            key,
+            &mut groups,
+        )
+        .await?;
+    }
+    for (a, b) in raw {
+        raw_usage(db, org_id, project_id, a, b, key, &mut groups).await?;
+    }
+    Ok(groups.into_values().collect())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn rolled_usage(
+    db: &super::Db,
+    org_id: &str,
+    project_id: Option<&str>,
+    level: Level,
+    (first, end): (i64, i64),
+    skip: &[i64],
+    key: UsageKey,
+    groups: &mut BTreeMap<String, UsageGroup>,
+) -> DbResult<()> {
+    let scope = if project_id.is_some() {
+        " AND project_id = $5"
+    } else {
+        ""
+    };
+    // Integers read back from the database: safe to inline.
+    let skip = if skip.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = skip.iter().map(i64::to_string).collect();
+        format!(" AND period NOT IN ({})", list.join(","))
+    };
+    let agg = concat_fn(db.backend());
+    let k = key.rolled();
+    let sql = format!(
+        "SELECT {k} AS k, CAST(SUM(requests) AS BIGINT) AS requests, CAST(SUM(errors) AS BIGINT) AS errors, CAST(SUM(prompt_tokens) AS BIGINT) AS p, \
+         CAST(SUM(completion_tokens) AS BIGINT) AS c, CAST(SUM(cached_tokens) AS BIGINT) AS ca, CAST(SUM(reasoning_tokens) AS BIGINT) AS r, \
+         SUM(cost_usd) AS cost, CAST(SUM(cache_hits) AS BIGINT) AS hits, {agg}(latency_hist, ' ') AS lh, {agg}(ttft_hist, ' ') AS th \
+         FROM usage_rollup WHERE org_id = $1 AND level = $2 AND period >= $3 AND period < $4{scope}{skip} GROUP BY 1"
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(org_id.to_string())
+        .bind(level as i64)
+        .bind(first)
+        .bind(end);
+    if let Some(p) = project_id {
+        q = q.bind(p.to_string());
+    }
+    for r in q.fetch_all(db.pool()).await? {
+        let g = group(groups, s(&r, "k")?);
+        g.requests += i(&r, "requests")?;
+        g.errors += super::oi(&r, "errors")?.unwrap_or(0);
+        g.prompt_tokens += super::oi(&r, "p")?.unwrap_or(0);
+        g.completion_tokens += super::oi(&r, "c")?.unwrap_or(0);
+        g.cached_tokens += super::oi(&r, "ca")?.unwrap_or(0);
+        g.reasoning_tokens += super::oi(&r, "r")?.unwrap_or(0);
+        g.cost_usd += super::of(&r, "cost")?.unwrap_or(0.0);
+        g.cache_hits += super::oi(&r, "hits")?.unwrap_or(0);
+        add_hist(&mut g.latency, &os(&r, "lh")?.unwrap_or_default());
+        add_hist(&mut g.ttft, &os(&r, "th")?.unwrap_or_default());
+    }
+    Ok(())
+}
+
+async fn raw_usage(
+    db: &super::Db,
+    org_id: &str,
+    project_id: Option<&str>,
+    from: i64,
+    to: i64,
+    key: UsageKey,
+    groups: &mut BTreeMap<String, UsageGroup>,
+) -> DbResult<()> {
     let scope = if project_id.is_some() {
         " AND project_id = $4"
     } else {
         ""
     };
-    let key = format!("COALESCE(CAST({group_expr} AS TEXT), '')");
-    // Two scans instead of three: sums per (group, latency bucket) — added up per group here,
-    // and the buckets are the latency histogram — then the TTFT histogram. On SQLite both are
-    // answered from the covering index `request_logs_usage` (migration 0002).
+    let k = key.raw();
+    // Two scans: sums per (group, latency bucket) — added up per group here, and the buckets
+    // are the latency histogram — then the TTFT histogram. On SQLite both are answered from the
+    // covering index `request_logs_usage` (migration 0002).
     let sums = format!(
         // CAST: PostgreSQL sums BIGINT columns as NUMERIC, which the Any driver cannot decode.
-        "SELECT {key} AS k, latency_bucket AS b, COUNT(*) AS requests, CAST(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS BIGINT) AS errors, CAST(SUM(prompt_tokens) AS BIGINT) AS p, \
+        "SELECT {k} AS k, latency_bucket AS b, COUNT(*) AS requests, CAST(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS BIGINT) AS errors, CAST(SUM(prompt_tokens) AS BIGINT) AS p, \
          CAST(SUM(completion_tokens) AS BIGINT) AS c, CAST(SUM(cached_tokens) AS BIGINT) AS ca, CAST(SUM(reasoning_tokens) AS BIGINT) AS r, SUM(cost_usd) AS cost, \
          CAST(SUM(cache_hit) AS BIGINT) AS hits \
-         FROM request_logs WHERE org_id = $1 AND started_at >= $2 AND started_at < $3{scope} GROUP BY {key}, latency_bucket"
+         FROM request_logs WHERE org_id = $1 AND started_at >= $2 AND started_at < $3{scope} GROUP BY 1, 2"
     );
     let ttft_sql = format!(
-        "SELECT {key} AS k, ttft_bucket AS b, COUNT(*) AS n FROM request_logs WHERE org_id = $1 AND started_at >= $2 AND started_at < $3{scope} AND ttft_bucket >= 0 GROUP BY {key}, ttft_bucket"
+        "SELECT {k} AS k, ttft_bucket AS b, COUNT(*) AS n FROM request_logs WHERE org_id = $1 AND started_at >= $2 AND started_at < $3{scope} AND ttft_bucket >= 0 GROUP BY 1, 2"
     );
     let bind = |sql: String| {
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -329,36 +746,27 @@ pub async fn usage(
         }
         q
     };
-    let rows = bind(sums).fetch_all(db.pool()).await?;
-    let mut groups: std::collections::BTreeMap<String, UsageGroup> = Default::default();
-    let mut lat = Vec::new();
-    for r in &rows {
-        let k = s(r, "k")?;
-        let n = i(r, "requests")?;
-        let b = i(r, "b")?;
+    for r in bind(sums).fetch_all(db.pool()).await? {
+        let g = group(groups, s(&r, "k")?);
+        let n = i(&r, "requests")?;
+        let b = i(&r, "b")?;
         if b >= 0 {
-            lat.push((k.clone(), b, n));
+            *g.latency.entry(b).or_default() += n;
         }
-        let g = groups.entry(k.clone()).or_insert_with(|| UsageGroup {
-            key: k,
-            ..Default::default()
-        });
         g.requests += n;
-        g.errors += super::oi(r, "errors")?.unwrap_or(0);
-        g.prompt_tokens += super::oi(r, "p")?.unwrap_or(0);
-        g.completion_tokens += super::oi(r, "c")?.unwrap_or(0);
-        g.cached_tokens += super::oi(r, "ca")?.unwrap_or(0);
-        g.reasoning_tokens += super::oi(r, "r")?.unwrap_or(0);
-        g.cost_usd += super::of(r, "cost")?.unwrap_or(0.0);
-        g.cache_hits += super::oi(r, "hits")?.unwrap_or(0);
+        g.errors += super::oi(&r, "errors")?.unwrap_or(0);
+        g.prompt_tokens += super::oi(&r, "p")?.unwrap_or(0);
+        g.completion_tokens += super::oi(&r, "c")?.unwrap_or(0);
+        g.cached_tokens += super::oi(&r, "ca")?.unwrap_or(0);
+        g.reasoning_tokens += super::oi(&r, "r")?.unwrap_or(0);
+        g.cost_usd += super::of(&r, "cost")?.unwrap_or(0.0);
+        g.cache_hits += super::oi(&r, "hits")?.unwrap_or(0);
     }
-    let ttft = bind(ttft_sql)
-        .fetch_all(db.pool())
-        .await?
-        .iter()
-        .map(|r| Ok((s(r, "k")?, i(r, "b")?, i(r, "n")?)))
-        .collect::<DbResult<Vec<_>>>()?;
-    Ok((groups.into_values().collect(), lat, ttft))
+    for r in bind(ttft_sql).fetch_all(db.pool()).await? {
+        let g = group(groups, s(&r, "k")?);
+        *g.ttft.entry(i(&r, "b")?).or_default() += i(&r, "n")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

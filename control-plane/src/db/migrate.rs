@@ -26,6 +26,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../../migrations/sqlite/0002_usage_index.sql"),
         postgres: include_str!("../../../migrations/postgres/0002_usage_index.sql"),
     },
+    Migration {
+        version: 3,
+        name: "usage_rollup",
+        sqlite: include_str!("../../../migrations/sqlite/0003_usage_rollup.sql"),
+        postgres: include_str!("../../../migrations/postgres/0003_usage_rollup.sql"),
+    },
 ];
 
 const LOCK_ID: i64 = 0x0061_6970_726f_7879; // "aiproxy"

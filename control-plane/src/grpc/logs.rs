@@ -94,6 +94,9 @@ pub async fn store(
     for chunk in rows.chunks(db::logs::rows_per_insert(st.db().backend())) {
         stored += db::logs::insert_batch(&mut *tx, chunk).await?;
     }
+    if stored > 0 {
+        db::logs::mark_periods(&mut tx, &rows).await?;
+    }
     tx.commit().await?;
     if invalid > 0 {
         tracing::warn!(invalid, "dropped malformed usage records");

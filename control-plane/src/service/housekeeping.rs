@@ -1,5 +1,6 @@
 //! Periodic housekeeping: expired sessions, and request logs older than the retention period
-//! (`AIPROXY_LOG_RETENTION_DAYS`, default 30; 0 keeps logs forever), deleted in chunks.
+//! (`AIPROXY_LOG_RETENTION_DAYS`, default 30; 0 keeps logs forever), deleted in chunks, with
+//! their hourly usage rollups.
 
 use std::time::Duration;
 
@@ -40,7 +41,7 @@ pub async fn apply_retention(st: &AppState) -> u64 {
     let mut total = 0;
     loop {
         match db::logs::delete_older_than(st.db().pool(), before, 10_000).await {
-            Ok(0) => return total,
+            Ok(0) => break,
             Ok(n) => total += n,
             Err(e) => {
                 tracing::warn!(error = %e, "log retention failed");
@@ -48,4 +49,9 @@ pub async fn apply_retention(st: &AppState) -> u64 {
             }
         }
     }
+    // After the rows: the hour `before` falls in is marked to be rolled up again without them.
+    if let Err(e) = db::logs::delete_rollups_older_than(st.db().pool(), before).await {
+        tracing::warn!(error = %e, "usage rollup retention failed");
+    }
+    total
 }

@@ -205,7 +205,7 @@ pub async fn delete(st: &AppState, who: &Principal, org_id: &OrgId) -> ApiResult
         ));
     }
     let mut tx = st.db().begin().await?;
-    db::logs::delete_org(&mut *tx, org_id.as_str()).await?;
+    db::logs::delete_org(&mut tx, org_id.as_str()).await?;
     db::orgs::delete(&mut *tx, org_id.as_str()).await?;
     audit::record(
         &mut tx,

@@ -1,8 +1,7 @@
 //! Usage of an organization over a time range, grouped by model, provider, project, API key,
 //! day or hour: requests, errors, tokens, cost, latency p50/p95 and time-to-first-token p50.
-//! Percentiles come from per-row latency buckets (≈10% resolution), aggregated in SQL.
-
-use std::collections::HashMap;
+//! Percentiles come from per-row latency buckets (≈10% resolution), aggregated in SQL. Whole
+//! hours or days are read from the rollups (`service::rollup`), the rest from the logs.
 
 use serde::{Deserialize, Serialize};
 
@@ -89,20 +88,11 @@ pub async fn query(
         return Err(ApiError::validation("from", "must be before `to`"));
     }
     let group_by = q.group_by.unwrap_or_else(|| "day".into());
-    // A fixed set of expressions: never user input in SQL.
-    let expr = match group_by.as_str() {
-        "model" => "model",
-        "provider" => "provider_type",
-        "project" => "project_id",
-        "api_key" => "api_key_id",
-        "day" => "started_at / 86400000",
-        "hour" => "started_at / 3600000",
-        _ => {
-            return Err(ApiError::validation(
-                "group_by",
-                "must be model, provider, project, api_key, day or hour",
-            ));
-        }
+    let Some(key) = db::logs::UsageKey::parse(&group_by) else {
+        return Err(ApiError::validation(
+            "group_by",
+            "must be model, provider, project, api_key, day or hour",
+        ));
     };
     let mut project = q
         .project_id
@@ -121,24 +111,15 @@ pub async fn query(
             return Err(ApiError::not_found("project"));
         }
     }
-    let (groups, lat, ttft) = db::logs::usage(
+    let groups = db::logs::usage(
         st.db(),
         org_id.as_str(),
         project.as_ref().map(|p| p.as_str()),
         from,
         to,
-        expr,
+        key,
     )
     .await?;
-    let by_key = |h: Vec<(String, i64, i64)>| {
-        let mut m: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
-        for (k, b, n) in h {
-            m.entry(k).or_default().push((b, n));
-        }
-        m
-    };
-    let lat = by_key(lat);
-    let ttft = by_key(ttft);
     let unit = match group_by.as_str() {
         "day" => Some(86_400_000i64),
         "hour" => Some(3_600_000),
@@ -163,8 +144,8 @@ pub async fn query(
     let mut all_ttft: Vec<(i64, i64)> = Vec::new();
     let mut rows = Vec::new();
     for g in groups {
-        let l = lat.get(&g.key).cloned().unwrap_or_default();
-        let t = ttft.get(&g.key).cloned().unwrap_or_default();
+        let l: Vec<(i64, i64)> = g.latency.into_iter().collect();
+        let t: Vec<(i64, i64)> = g.ttft.into_iter().collect();
         all_lat.extend(&l);
         all_ttft.extend(&t);
         totals.requests += g.requests;

@@ -222,12 +222,202 @@ async fn retention_deletes_old_logs() {
     control_plane::grpc::logs::store(st, vec![old, new])
         .await
         .unwrap();
+    control_plane::service::rollup::run_pass(st).await.unwrap();
+    let rollups = || async {
+        sqlx::query_scalar::<_, i64>("SELECT CAST(COUNT(*) AS BIGINT) FROM usage_rollup")
+            .fetch_one(st.db().pool())
+            .await
+            .unwrap()
+    };
+    assert_eq!(rollups().await, 2, "the old log's hour and day");
     assert_eq!(
         control_plane::service::housekeeping::apply_retention(st).await,
         1
     );
+    assert_eq!(rollups().await, 0, "rollups past retention go too");
+    let (_, u) = app
+        .get(&format!("/api/v1/orgs/{}/usage?group_by=model", app.org_id))
+        .await;
+    assert_eq!(u["totals"]["requests"], 1, "{u}");
     let (_, page) = app
         .get(&format!("/api/v1/projects/{}/logs", app.project_id))
         .await;
     assert_eq!(page["logs"].as_array().unwrap().len(), 1);
+}
+
+/// Usage read from the rollups equals usage read from the rows, for every grouping, a project
+/// filter and ranges with partial periods; a record arriving late for a period already rolled
+/// up counts at once and after the next rollup; the query reads whole periods from the rollup
+/// table at both levels (hours, days); deleting the org deletes its rollups.
+#[tokio::test]
+async fn usage_from_rollups_matches_the_logs() {
+    let app = TestApp::spawn().await;
+    let st = &app.running.as_ref().unwrap().state;
+    let (hour, day) = (3_600_000i64, 86_400_000i64);
+    let now = st.now_ms();
+    // Three whole days and today so far.
+    let start = (now / day - 3) * day;
+    let mut recs = Vec::new();
+    for i in 0..300u64 {
+        let mut r = record(
+            &app,
+            i,
+            ["gpt-4o", "claude-x", "gpt-4o-mini"][(i % 3) as usize],
+            if i % 11 == 0 { 429 } else { 200 },
+            start + (i as i64 * 1_234_567) % (now - start),
+        );
+        r.api_key_id = format!("k{}", i % 4);
+        r.ttft_ms = if i % 5 == 0 { 0 } else { 20 + i * 7 % 900 };
+        r.cached_tokens = i % 7;
+        r.reasoning_tokens = i % 13;
+        r.cache_hit = i % 9 == 0;
+        if i % 10 == 0 {
+            r.project_id = String::new();
+        }
+        recs.push(r);
+    }
+    let ended_hours: std::collections::BTreeSet<i64> = recs
+        .iter()
+        .map(|r| r.started_at_ms / hour)
+        .filter(|h| *h < now / hour)
+        .collect();
+    control_plane::grpc::logs::store(st, recs).await.unwrap();
+    let org = &app.org_id;
+    let queries: Vec<String> = ["model", "provider", "project", "api_key", "day", "hour"]
+        .iter()
+        .flat_map(|g| {
+            let from = start + 17 * 60_000; // partial first hour and day
+            let to = now - 1;
+            [
+                format!(
+                    "/api/v1/orgs/{org}/usage?group_by={g}&from={}",
+                    start / 1000
+                ),
+                format!(
+                    "/api/v1/orgs/{org}/usage?group_by={g}&from={}&to={}",
+                    from / 1000,
+                    to / 1000
+                ),
+                format!(
+                    "/api/v1/orgs/{org}/usage?group_by={g}&from={}&project_id={}",
+                    start / 1000,
+                    app.project_id
+                ),
+            ]
+        })
+        .collect();
+    let read_all = || async {
+        let mut out = Vec::new();
+        for q in &queries {
+            let (s, u) = app.get(q).await;
+            assert_eq!(s, StatusCode::OK, "{q}: {u}");
+            out.push(u);
+        }
+        out
+    };
+    let count = |sql: &'static str| async move {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(st.db().pool())
+            .await
+            .unwrap()
+    };
+    // This replica's own job may have run already: clear its work and mark every period again
+    // so the first reading comes from the rows alone.
+    sqlx::query("DELETE FROM usage_rollup")
+        .execute(st.db().pool())
+        .await
+        .unwrap();
+    for (level, unit) in [(1, hour), (2, day)] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO usage_dirty (org_id, level, period, gen) SELECT DISTINCT org_id, {level}, started_at / {unit}, 1 \
+             FROM request_logs WHERE true ON CONFLICT (org_id, level, period) DO NOTHING"
+        )))
+        .execute(st.db().pool())
+        .await
+        .unwrap();
+    }
+    let from_rows = read_all().await;
+    assert_eq!(from_rows[0]["totals"]["requests"], 300, "{}", from_rows[0]);
+    control_plane::service::rollup::run_pass(st).await.unwrap();
+    assert_eq!(
+        count("SELECT CAST(COUNT(DISTINCT period) AS BIGINT) FROM usage_rollup WHERE level = 1")
+            .await,
+        ended_hours.len() as i64,
+        "every ended hour with logs rolled up (the current one stays raw)"
+    );
+    assert_eq!(
+        count("SELECT CAST(COUNT(DISTINCT period) AS BIGINT) FROM usage_rollup WHERE level = 2")
+            .await,
+        3,
+        "the three ended days rolled up"
+    );
+    let from_rollups = read_all().await;
+    for (q, (a, b)) in queries.iter().zip(from_rows.iter().zip(&from_rollups)) {
+        assert_eq!(a["rows"], b["rows"], "{q}");
+        assert_eq!(a["totals"], b["totals"], "{q}");
+    }
+    let (s, metrics) = app.send(reqwest::Method::GET, "/metrics", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let metrics = metrics.as_str().unwrap_or_default();
+    assert!(
+        metrics.contains("aiproxy_usage_rollup_pending 0"),
+        "{metrics}"
+    );
+    // A late record for an hour and a day already rolled up: counted at once (its periods are
+    // read from the rows until the job runs), and the same after the job.
+    let late = record(&app, 7, "gpt-4o", 200, start + 10 * 60_000);
+    control_plane::grpc::logs::store(st, vec![late])
+        .await
+        .unwrap();
+    for q in [&queries[0], &queries[12]] {
+        let (_, u) = app.get(q).await;
+        assert_eq!(u["totals"]["requests"], 301, "{q}: {u}");
+    }
+    control_plane::service::rollup::run_pass(st).await.unwrap();
+    let ended_marks: i64 = sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM usage_dirty WHERE (level = 1 AND period < $1) OR (level = 2 AND period < $2)",
+    )
+    .bind(now / hour)
+    .bind(now / day)
+    .fetch_one(st.db().pool())
+    .await
+    .unwrap();
+    assert_eq!(ended_marks, 0, "only the current hour and day stay marked");
+    let after = read_all().await;
+    assert_eq!(after[0]["totals"]["requests"], 301);
+    assert_eq!(after[12]["totals"]["requests"], 301);
+    // Whole periods really come from the rollup table, at both levels: a change made there shows.
+    for (level, q) in [(2, &queries[0]), (1, &queries[12])] {
+        let changed = sqlx::query(
+            "UPDATE usage_rollup SET requests = requests + 1000 WHERE level = $1 AND period = $2 AND project_id = ''",
+        )
+        .bind(level as i64)
+        .bind(if level == 1 { start / hour } else { start / day })
+        .execute(st.db().pool())
+        .await
+        .unwrap()
+        .rows_affected() as i64;
+        assert!(changed > 0, "level {level}");
+        let (_, u) = app.get(q).await;
+        assert_eq!(u["totals"]["requests"], 301 + 1000 * changed, "{q}: {u}");
+    }
+    // Deleting the org takes its rollups and marks with it.
+    let owner = app.login_admin().await;
+    let (s, body) = owner
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/orgs/{org}"),
+            None,
+        )
+        .await;
+    assert!(s.is_success(), "{s} {body}");
+    for table in ["usage_rollup", "usage_dirty", "request_logs"] {
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM {table}"
+        )))
+        .fetch_one(st.db().pool())
+        .await
+        .unwrap();
+        assert_eq!(n, 0, "{table} after the org was deleted");
+    }
 }
