@@ -23,6 +23,8 @@ use crate::spool::Spool;
 pub const QUEUE_CAPACITY: usize = 50_000;
 const BATCH_MAX: usize = 500;
 const BATCH_WAIT: Duration = Duration::from_secs(1);
+/// How often a batch being gathered takes what has queued.
+const GATHER_TICK: Duration = Duration::from_millis(50);
 const ACK_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct LogPipeline {
@@ -188,11 +190,23 @@ impl Shipper {
         let mut records = Vec::with_capacity(64);
         self.take(first, &mut records);
         let deadline = tokio::time::Instant::now() + BATCH_WAIT;
-        while records.len() < BATCH_MAX {
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(r)) => self.take(r, &mut records),
-                _ => break,
+        // The queue is polled every GATHER_TICK rather than waited on: a waiting receiver is
+        // woken by every record sent, which under load cost a thread wake-up (futex) per request.
+        loop {
+            while records.len() < BATCH_MAX {
+                match self.rx.try_recv() {
+                    Ok(r) => self.take(r, &mut records),
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                        return self.new_batch(records);
+                    }
+                }
             }
+            let now = tokio::time::Instant::now();
+            if records.len() >= BATCH_MAX || now >= deadline {
+                break;
+            }
+            tokio::time::sleep(GATHER_TICK.min(deadline - now)).await;
         }
         self.new_batch(records)
     }

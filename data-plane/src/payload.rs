@@ -54,7 +54,7 @@ fn redact_media(v: &mut Value) {
 /// Whether `raw` (valid JSON) can be logged as it is: within the size bound, and without the
 /// markers media redaction looks for (`base64` of data URLs, `"data"` / `"bytes"` fields of
 /// other formats' media blocks). Conservative: a false "no" only costs the slow path.
-fn loggable_as_is(raw: &[u8]) -> bool {
+pub fn loggable_as_is(raw: &[u8]) -> bool {
     fn has(h: &[u8], n: &[u8]) -> bool {
         h.windows(n.len()).any(|w| w == n)
     }

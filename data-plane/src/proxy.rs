@@ -88,10 +88,13 @@ impl Call {
     }
 
     /// Stores a successful answer in the background (never delays the client).
-    fn store(&self, content_type: &str, stream: bool, body: Vec<u8>) {
+    /// Stores the answer in the response cache when this call writes to it; `body` is only
+    /// copied then.
+    fn store(&self, content_type: &str, stream: bool, body: impl Into<Vec<u8>>) {
         let Some(c) = self.cache.clone().filter(|c| c.write) else {
             return;
         };
+        let body = body.into();
         let entry = crate::cache::Entry {
             created_ms: now_ms(),
             ttl_secs: c.ttl_secs,

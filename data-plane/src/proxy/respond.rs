@@ -77,6 +77,7 @@ fn translate_whole(
     answer_format: Format,
     forced: Option<&str>,
     body: Bytes,
+    need_value: bool,
 ) -> Result<(Bytes, Option<Value>, llm::Usage), llm::TranslateError> {
     let ctx = ResponseContext {
         model: &shape.requested_model,
@@ -84,6 +85,22 @@ fn translate_whole(
         forced_json_tool: forced,
     };
     let (chat, usage) = match answer_format {
+        Format::Openai if shape.client == ClientFormat::OpenAi && !need_value => {
+            // Same format, nothing needs the document (no payload log, no fake stream): read
+            // only `usage` (serde skips the other fields without building them); the bytes go
+            // to the client as they are.
+            #[derive(serde::Deserialize)]
+            struct UsageOnly {
+                usage: Option<Value>,
+            }
+            let usage = serde_json::from_slice::<UsageOnly>(&body)
+                .ok()
+                .and_then(|u| u.usage)
+                .as_ref()
+                .and_then(llm::Usage::from_openai_json)
+                .unwrap_or_default();
+            return Ok((body, None, usage));
+        }
         Format::Openai => {
             let parsed: Option<Value> = serde_json::from_slice(&body).ok();
             let usage = parsed
@@ -170,32 +187,42 @@ pub(crate) async fn respond(
             return call.fail(err, Some(&cand.cred.name));
         }
     };
-    let (body, parsed, usage) =
-        match translate_whole(&shape, answer.format, answer.forced.as_deref(), body) {
-            Ok(t) => t,
-            Err(e) => {
-                let err = match e {
-                    llm::TranslateError::InvalidRequest { message, param } => {
-                        guard.succeed();
-                        match param {
-                            Some(p) => ProxyError::invalid_param(&p, message),
-                            None => ProxyError::bad_request("invalid_request", message),
-                        }
+    // Same-format answers logged as they are need no parsed document (see payload::log_text).
+    let log_raw = call.log_payload
+        && shape.client == ClientFormat::OpenAi
+        && answer.format == Format::Openai
+        && crate::payload::loggable_as_is(&body);
+    let (body, parsed, usage) = match translate_whole(
+        &shape,
+        answer.format,
+        answer.forced.as_deref(),
+        body,
+        answer.mode == Mode::FakeStream || (call.log_payload && !log_raw),
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            let err = match e {
+                llm::TranslateError::InvalidRequest { message, param } => {
+                    guard.succeed();
+                    match param {
+                        Some(p) => ProxyError::invalid_param(&p, message),
+                        None => ProxyError::bad_request("invalid_request", message),
                     }
-                    llm::TranslateError::BadUpstream(m) => {
-                        let err = ProxyError::upstream(
-                            StatusCode::BAD_GATEWAY,
-                            "upstream_bad_response",
-                            format!("The provider's answer could not be understood: {m}"),
-                            true,
-                        );
-                        guard.fail(&upstream::AttemptError::Connect(m));
-                        err
-                    }
-                };
-                return call.fail(err, Some(&cand.cred.name));
-            }
-        };
+                }
+                llm::TranslateError::BadUpstream(m) => {
+                    let err = ProxyError::upstream(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_bad_response",
+                        format!("The provider's answer could not be understood: {m}"),
+                        true,
+                    );
+                    guard.fail(&upstream::AttemptError::Connect(m));
+                    err
+                }
+            };
+            return call.fail(err, Some(&cand.cred.name));
+        }
+    };
     guard.succeed();
     call.record.usage = usage;
     call.record.cost_usd = spec.as_ref().map(|s| s.cost_usd(&usage)).unwrap_or(0.0);
@@ -203,7 +230,14 @@ pub(crate) async fn respond(
     if call.log_payload {
         // For OpenAI-format clients `body` is exactly the chat JSON of `parsed`.
         let raw = (shape.client == ClientFormat::OpenAi).then_some(&body[..]);
-        call.record.output = parsed.as_ref().map(|p| crate::payload::log_text(raw, p));
+        call.record.output = match &parsed {
+            Some(p) => Some(crate::payload::log_text(raw, p)),
+            // Logged as it is when it is JSON (checked without building it).
+            None if log_raw && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok() => {
+                std::str::from_utf8(&body).ok().map(str::to_string)
+            }
+            None => None,
+        };
     }
     let resp = if answer.mode == Mode::FakeStream {
         let mut frames = fake_stream(parsed.as_ref(), &shape);
@@ -217,7 +251,7 @@ pub(crate) async fn respond(
             ingress.finish(&mut parts);
             frames = Bytes::from(parts.concat());
         }
-        call.store("text/event-stream; charset=utf-8", true, frames.to_vec());
+        call.store("text/event-stream; charset=utf-8", true, &frames[..]);
         Response::builder()
             .status(StatusCode::OK)
             .header("content-type", "text/event-stream; charset=utf-8")
@@ -225,7 +259,7 @@ pub(crate) async fn respond(
             .body(Body::from(frames))
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
     } else {
-        call.store("application/json", false, body.to_vec());
+        call.store("application/json", false, &body[..]);
         let mut r = Response::builder()
             .status(StatusCode::OK)
             .header("content-type", "application/json")
