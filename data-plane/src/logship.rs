@@ -21,7 +21,7 @@ use crate::record::{RecordSink, RequestRecord};
 use crate::spool::Spool;
 
 pub const QUEUE_CAPACITY: usize = 50_000;
-const BATCH_MAX: usize = 500;
+const BATCH_MAX: usize = 2_000;
 const BATCH_WAIT: Duration = Duration::from_secs(1);
 /// How often a batch being gathered takes what has queued.
 const GATHER_TICK: Duration = Duration::from_millis(50);
