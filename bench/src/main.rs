@@ -177,6 +177,42 @@ async fn baseline(target: SocketAddr) -> Result<SocketAddr, Error> {
     .await
 }
 
+/// The baseline proxy runs in a process of its own, with the same runtime as the node (tokio's
+/// default: one worker per core), so both pay the same cross-process hop and the same
+/// wake-ups; in the driver's process it would ride on the driver's busy threads.
+struct BaselineProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl BaselineProcess {
+    fn start(upstream: SocketAddr) -> Result<BaselineProcess, Error> {
+        use std::io::BufRead;
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["--baseline", &upstream.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        let out = child.stdout.take().ok_or("baseline stdout")?;
+        std::io::BufReader::new(out).read_line(&mut line)?;
+        let addr = match line.trim().parse() {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                return Err(format!("baseline proxy did not start: {line:?}").into());
+            }
+        };
+        Ok(BaselineProcess { child, addr })
+    }
+}
+
+impl Drop for BaselineProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 // ---- load driver -----------------------------------------------------------------------------
 
 #[derive(Clone)]
@@ -621,6 +657,13 @@ fn pct(v: &[u64], q: f64) -> u64 {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--baseline") {
+        // The baseline proxy as its own process (see `BaselineProcess`).
+        let target: SocketAddr = args.get(2).ok_or("--baseline <upstream>")?.parse()?;
+        let addr = baseline(target).await?;
+        println!("{addr}");
+        std::future::pending::<()>().await;
+    }
     let bin_dir = std::path::PathBuf::from(
         args.get(1)
             .cloned()
@@ -639,7 +682,8 @@ async fn main() -> Result<(), Error> {
     let started = Instant::now();
 
     let up = serve(upstream).await?;
-    let base = baseline(up).await?;
+    let baseline_proc = BaselineProcess::start(up)?;
+    let base = baseline_proc.addr;
     let mut stack = Stack::start(&bin_dir, up).await?;
     stack.add_node().await?;
     let node_pid = stack.nodes[0].0.pid();
@@ -672,6 +716,24 @@ async fn main() -> Result<(), Error> {
 
     let mut rows = Vec::new();
     let mut rss_load: f64 = 0.0;
+    // The node's log queue depth at the moment RSS is read (queued records hold memory).
+    let mut queue_at_rss: u64 = 0;
+    let queue_depth = || async move {
+        let text = reqwest::get(format!("http://{node}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("aiproxy_log_queue_depth ")?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .map(|v| v as u64)
+    };
     for c in [1usize, 16, 64] {
         // Interleaved: direct, baseline, data plane for each concurrency.
         let o = drive(&direct, &chat, c, dur).await?;
@@ -681,12 +743,15 @@ async fn main() -> Result<(), Error> {
         let cpu0 = cpu_secs(node_pid);
         let t = proxied("/chat/completions");
         let load = drive(&t, &chat, c, dur);
-        let (o, rss) = tokio::join!(load, async {
+        let (o, (rss, depth)) = tokio::join!(load, async {
             tokio::time::sleep(dur / 2).await;
-            rss_mib(node_pid)
+            (rss_mib(node_pid), queue_depth().await.unwrap_or(0))
         });
         let o = o?;
-        rss_load = rss_load.max(rss);
+        if rss > rss_load {
+            rss_load = rss;
+            queue_at_rss = depth;
+        }
         rows.push(row(
             "chat",
             "data plane",
@@ -1011,7 +1076,7 @@ async fn main() -> Result<(), Error> {
                 .unwrap_or_else(|| "".into())
         ));
     }
-    md.push_str(&format!("\nNode RSS: idle {rss_idle:.1} MiB, under load {rss_load:.1} MiB. Config propagation to 3 nodes over 100 changes: p50 {:.1} ms, p99 {:.1} ms.\n", prop_p50 as f64 / 1000.0, prop_p99 as f64 / 1000.0));
+    md.push_str(&format!("\nNode RSS: idle {rss_idle:.1} MiB, under load {rss_load:.1} MiB (usage records queued for the control plane at that moment: {queue_at_rss}). Config propagation to 3 nodes over 100 changes: p50 {:.1} ms, p99 {:.1} ms.\n", prop_p50 as f64 / 1000.0, prop_p99 as f64 / 1000.0));
     md.push_str(&format!("\n## Fault run\n\n{} requests at c=16 paced to 500/s over 3 project credentials for one model (two healthy, one flapping between healthy and 503 every 2 s, starting in the failing state), after the same number with all three healthy.\n\n| run | ok | failed | p50 µs | p99 µs | p99.9 µs |\n|---|---|---|---|---|---|\n", fault.requests));
     for (name, o) in [
         ("all healthy", &fault.healthy),
@@ -1031,10 +1096,10 @@ async fn main() -> Result<(), Error> {
         md.push_str(&format!("| {g} | {ms:.0} | {n} |\n"));
     }
     md.push_str(&format!("\n## Configuration at scale\n\n{} projects, {} project API keys and {} project credentials created through the REST API (8 clients) in {:.0} s. Snapshot build {:.0} ms (control plane), {:.1} MiB encoded; a new node connects, downloads, validates, indexes and serves it in {:.0} ms (apply {:.0} ms); a running node applies one change in {:.0} ms (unchanged credentials kept). One change at this size reaches all nodes in p50 {:.0} ms / p99 {:.0} ms (20 changes). RSS: node {:.1} MiB, control plane {:.1} MiB.\n", scale_fig.projects, scale_fig.api_keys, scale_fig.credentials, scale_fig.seed_secs, scale_fig.build_ms, scale_fig.snapshot_bytes / 1048576.0, scale_fig.new_node_ready_ms, scale_fig.apply_ms, scale_fig.change_apply_ms, scale_fig.propagation_p50_ms, scale_fig.propagation_p99_ms, scale_fig.node_rss_mib, scale_fig.cp_rss_mib));
-    md.push_str("\nThe driver, the fake upstream and the baseline proxy share this process and the machine's 2 cores with the node, so ratios are indicative.\n");
+    md.push_str("\nThe driver and the fake upstream share one process; the baseline proxy and the node run as processes of their own (tokio's default runtime each); all share the machine's 2 cores, so ratios are indicative.\n");
     let js = json!({
         "seconds_per_point": secs,
-        "rss_idle_mib": rss_idle, "rss_load_mib": rss_load,
+        "rss_idle_mib": rss_idle, "rss_load_mib": rss_load, "log_queue_at_rss_load": queue_at_rss,
         "propagation_us": {"p50": prop_p50, "p99": prop_p99, "samples": prop.len()},
         "fault_run": {"requests": fault.requests, "ok": fault.ok, "failed": fault.flapping.errors, "refused_by_flapping_key": fault.refused, "flips": fault.flips,
             "healthy_p50_us": fault.healthy.total.value_at_quantile(0.5), "healthy_p99_us": fault.healthy.total.value_at_quantile(0.99),
