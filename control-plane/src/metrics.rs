@@ -21,6 +21,14 @@ pub struct Metrics {
     pub usage_rollup_passes: AtomicU64,
 }
 
+/// One unlabelled series with its HELP and TYPE lines.
+fn scalar(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
+}
+
 impl Metrics {
     pub fn api_request(&self, method: &str, route: &str, status: u16) {
         if let Ok(mut m) = self.api_requests.lock() {
@@ -43,45 +51,61 @@ impl Metrics {
                 );
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP aiproxy_connected_nodes Data-plane nodes connected to this replica.\n# TYPE aiproxy_connected_nodes gauge\naiproxy_connected_nodes {}",
-            self.connected_nodes.load(Ordering::Relaxed)
+        scalar(
+            &mut out,
+            "aiproxy_connected_nodes",
+            "gauge",
+            "Data-plane nodes connected to this replica.",
+            self.connected_nodes.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "# HELP aiproxy_ingest_records_total Usage records received from nodes.\n# TYPE aiproxy_ingest_records_total counter\naiproxy_ingest_records_total {}",
-            self.ingest_records.load(Ordering::Relaxed)
+        scalar(
+            &mut out,
+            "aiproxy_ingest_records_total",
+            "counter",
+            "Usage records received from nodes.",
+            self.ingest_records.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "# HELP aiproxy_ingest_batches_total Log batches stored.\n# TYPE aiproxy_ingest_batches_total counter\naiproxy_ingest_batches_total {}",
-            self.ingest_batches.load(Ordering::Relaxed)
+        scalar(
+            &mut out,
+            "aiproxy_ingest_batches_total",
+            "counter",
+            "Log batches stored.",
+            self.ingest_batches.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "# HELP aiproxy_snapshot_build_seconds Time the last configuration snapshot took to build.\n# TYPE aiproxy_snapshot_build_seconds gauge\naiproxy_snapshot_build_seconds {}",
-            self.snapshot_build_us.load(Ordering::Relaxed) as f64 / 1e6
+        scalar(
+            &mut out,
+            "aiproxy_snapshot_build_seconds",
+            "gauge",
+            "Time the last configuration snapshot took to build.",
+            self.snapshot_build_us.load(Ordering::Relaxed) as f64 / 1e6,
         );
-        let _ = writeln!(
-            out,
-            "# HELP aiproxy_snapshot_version Version of the last configuration snapshot built.\n# TYPE aiproxy_snapshot_version gauge\naiproxy_snapshot_version {}",
-            self.snapshot_version.load(Ordering::Relaxed)
+        scalar(
+            &mut out,
+            "aiproxy_snapshot_version",
+            "gauge",
+            "Version of the last configuration snapshot built.",
+            self.snapshot_version.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "# HELP aiproxy_snapshot_bytes Encoded size of the last configuration snapshot.\n# TYPE aiproxy_snapshot_bytes gauge\naiproxy_snapshot_bytes {}",
-            self.snapshot_bytes.load(Ordering::Relaxed)
+        scalar(
+            &mut out,
+            "aiproxy_snapshot_bytes",
+            "gauge",
+            "Encoded size of the last configuration snapshot.",
+            self.snapshot_bytes.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "# HELP aiproxy_usage_rollup_pending Ended periods (hours, days) of usage not yet rolled up (read from the logs meanwhile).\n# TYPE aiproxy_usage_rollup_pending gauge\naiproxy_usage_rollup_pending {}",
-            self.usage_rollup_pending.load(Ordering::Relaxed)
+        scalar(
+            &mut out,
+            "aiproxy_usage_rollup_pending",
+            "gauge",
+            "Ended periods (hours, days) of usage not yet rolled up (read from the logs meanwhile).",
+            self.usage_rollup_pending.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "# HELP aiproxy_usage_rollup_passes_total Passes of the usage rollup job.\n# TYPE aiproxy_usage_rollup_passes_total counter\naiproxy_usage_rollup_passes_total {}",
-            self.usage_rollup_passes.load(Ordering::Relaxed)
+        scalar(
+            &mut out,
+            "aiproxy_usage_rollup_passes_total",
+            "counter",
+            "Passes of the usage rollup job.",
+            self.usage_rollup_passes.load(Ordering::Relaxed),
         );
         let _ = writeln!(
             out,

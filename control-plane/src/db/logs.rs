@@ -584,6 +584,18 @@ fn add_hist(h: &mut BTreeMap<i64, i64>, text: &str) {
     }
 }
 
+/// Adds a usage row's sums (columns errors, p, c, ca, r, cost, hits) to its group.
+fn add_sums(g: &mut UsageGroup, r: &sqlx::any::AnyRow) -> DbResult<()> {
+    g.errors += super::oi(r, "errors")?.unwrap_or(0);
+    g.prompt_tokens += super::oi(r, "p")?.unwrap_or(0);
+    g.completion_tokens += super::oi(r, "c")?.unwrap_or(0);
+    g.cached_tokens += super::oi(r, "ca")?.unwrap_or(0);
+    g.reasoning_tokens += super::oi(r, "r")?.unwrap_or(0);
+    g.cost_usd += super::of(r, "cost")?.unwrap_or(0.0);
+    g.cache_hits += super::oi(r, "hits")?.unwrap_or(0);
+    Ok(())
+}
+
 fn group(groups: &mut BTreeMap<String, UsageGroup>, key: String) -> &mut UsageGroup {
     groups.entry(key.clone()).or_insert_with(|| UsageGroup {
         key,
@@ -695,13 +707,7 @@ async fn rolled_usage(
     for r in q.fetch_all(db.pool()).await? {
         let g = group(groups, s(&r, "k")?);
         g.requests += i(&r, "requests")?;
-        g.errors += super::oi(&r, "errors")?.unwrap_or(0);
-        g.prompt_tokens += super::oi(&r, "p")?.unwrap_or(0);
-        g.completion_tokens += super::oi(&r, "c")?.unwrap_or(0);
-        g.cached_tokens += super::oi(&r, "ca")?.unwrap_or(0);
-        g.reasoning_tokens += super::oi(&r, "r")?.unwrap_or(0);
-        g.cost_usd += super::of(&r, "cost")?.unwrap_or(0.0);
-        g.cache_hits += super::oi(&r, "hits")?.unwrap_or(0);
+        add_sums(g, &r)?;
         add_hist(&mut g.latency, &os(&r, "lh")?.unwrap_or_default());
         add_hist(&mut g.ttft, &os(&r, "th")?.unwrap_or_default());
     }
@@ -754,13 +760,7 @@ async fn raw_usage(
             *g.latency.entry(b).or_default() += n;
         }
         g.requests += n;
-        g.errors += super::oi(&r, "errors")?.unwrap_or(0);
-        g.prompt_tokens += super::oi(&r, "p")?.unwrap_or(0);
-        g.completion_tokens += super::oi(&r, "c")?.unwrap_or(0);
-        g.cached_tokens += super::oi(&r, "ca")?.unwrap_or(0);
-        g.reasoning_tokens += super::oi(&r, "r")?.unwrap_or(0);
-        g.cost_usd += super::of(&r, "cost")?.unwrap_or(0.0);
-        g.cache_hits += super::oi(&r, "hits")?.unwrap_or(0);
+        add_sums(g, &r)?;
     }
     for r in bind(ttft_sql).fetch_all(db.pool()).await? {
         let g = group(groups, s(&r, "k")?);
