@@ -9,8 +9,15 @@ use tokio_util::sync::CancellationToken;
 use crate::db;
 use crate::state::AppState;
 
+const FIRST_PASS_DELAY: Duration = Duration::from_secs(30);
+
 pub fn spawn(st: AppState, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        // The first pass waits a little: a replica that just started serves first.
+        tokio::select! {
+            _ = tokio::time::sleep(FIRST_PASS_DELAY) => {}
+            _ = shutdown.cancelled() => return,
+        }
         loop {
             if let Err(e) = db::sessions::delete_expired(st.db().pool(), st.now_ms()).await {
                 tracing::debug!(error = %e, "session cleanup failed");
