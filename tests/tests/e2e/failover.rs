@@ -196,3 +196,73 @@ async fn every_key_down_is_a_clear_error_without_secrets() {
     assert!(h.contains_key("retry-after"));
     assert_eq!(a.count() + b.count(), before);
 }
+
+/// Upstream answers that dribble or grow without end are cut at the node's limits: a whole
+/// answer slower than the total timeout and one larger than the response limit (64 MiB) end in
+/// a clear 502 in bounded time, a stream that stalls longer than the idle timeout ends with an
+/// error event, and the node keeps serving.
+#[tokio::test]
+async fn slow_and_oversized_upstream_answers_are_bounded() {
+    let (_cp, node, a, b, key) = two_keys(&[
+        ("AIPROXY_TOTAL_TIMEOUT_MS", "4000"),
+        // Generous: the fake takes a while to serialise the 64 MiB answer below.
+        ("AIPROXY_FIRST_BYTE_TIMEOUT_MS", "3000"),
+    ])
+    .await;
+    // A whole answer sent a little at a time for 10 s.
+    let slow = Reply::Slow {
+        chunks: 50,
+        gap: Duration::from_millis(200),
+    };
+    a.set_default(slow.clone());
+    b.set_default(slow);
+    let t0 = Instant::now();
+    let (s, _, body) = node.chat(&key, "gpt-4o", &[]).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("could not be read"),
+        "{body}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    // A stream whose provider goes quiet for longer than the idle timeout.
+    let stall = Reply::Slow {
+        chunks: 2,
+        gap: Duration::from_millis(5_000),
+    };
+    a.set_default(stall.clone());
+    b.set_default(stall);
+    let t0 = Instant::now();
+    let r = reqwest::Client::new()
+        .post(node.url("/v1/proxy/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    assert!(text.contains("idle timeout"), "{text}");
+    assert!(!text.contains("[DONE]"), "{text}");
+    // A whole answer over the 64 MiB response limit.
+    let huge = Reply::text(&"x".repeat(65 << 20));
+    a.set_default(huge.clone());
+    b.set_default(huge);
+    let (s, _, body) = node.chat(&key, "gpt-4o", &[]).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{}", body["error"]);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("larger than 67108864 bytes"),
+        "{}",
+        &body.to_string()[..body.to_string().len().min(500)]
+    );
+    // The node is fine afterwards.
+    a.set_default(Reply::text("back"));
+    b.set_default(Reply::text("back"));
+    let (s, _, body) = node.chat(&key, "gpt-4o", &[]).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+}
