@@ -131,3 +131,58 @@ async fn login_attempts_are_rate_limited_per_client() {
         .unwrap();
     assert!(resp.status().is_client_error());
 }
+
+/// Session fixation: signing in never adopts a session id the client brought — a planted value
+/// stays invalid, and every sign-in (even one carrying a valid session) gets a fresh id.
+#[tokio::test]
+async fn sign_in_issues_a_fresh_session_id() {
+    let app = TestApp::spawn().await;
+    let cookie_value = |set_cookie: &str| {
+        set_cookie
+            .split(';')
+            .next()
+            .and_then(|kv| kv.strip_prefix("aiproxy_session="))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let login_with = |cookie: String| {
+        let app = &app;
+        async move {
+            let resp = app
+                .http
+                .post(app.url("/api/v1/auth/login"))
+                .header("cookie", cookie)
+                .json(&json!({"email": TEST_ADMIN_EMAIL, "password": TEST_ADMIN_PASSWORD}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            resp.headers()["set-cookie"].to_str().unwrap().to_string()
+        }
+    };
+    let me_with = |value: String| {
+        let app = &app;
+        async move {
+            app.http
+                .get(app.url("/api/v1/me"))
+                .header("cookie", format!("aiproxy_session={value}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let planted = "attacker-chosen-session-0123456789abcdef".to_string();
+    let issued = cookie_value(&login_with(format!("aiproxy_session={planted}")).await);
+    assert!(!issued.is_empty());
+    assert_ne!(issued, planted, "the planted id is not adopted");
+    assert_eq!(me_with(planted).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(me_with(issued.clone()).await, StatusCode::OK);
+    let again = cookie_value(&login_with(format!("aiproxy_session={issued}")).await);
+    assert!(!again.is_empty());
+    assert_ne!(
+        again, issued,
+        "a sign-in over a valid session gets a new id"
+    );
+    assert_eq!(me_with(again).await, StatusCode::OK);
+}
