@@ -54,7 +54,7 @@ fn redact_media(v: &mut Value) {
 /// Whether `raw` (valid JSON) can be logged as it is: within the size bound, and without the
 /// markers media redaction looks for (`base64` of data URLs, `"data"` / `"bytes"` fields of
 /// other formats' media blocks). Conservative: a false "no" only costs the slow path.
-pub fn loggable_as_is(raw: &[u8]) -> bool {
+fn loggable_as_is(raw: &[u8]) -> bool {
     fn has(h: &[u8], n: &[u8]) -> bool {
         h.windows(n.len()).any(|w| w == n)
     }
@@ -67,15 +67,27 @@ pub fn loggable_as_is(raw: &[u8]) -> bool {
 /// The JSON text to log for a payload: `raw` itself when it is the JSON of `value` and needs no
 /// redaction or truncation, otherwise `value` redacted, bounded and serialised once.
 pub fn log_text(raw: Option<&[u8]>, value: &Value) -> String {
-    if let Some(raw) = raw
-        && loggable_as_is(raw)
-        && let Ok(text) = std::str::from_utf8(raw)
-    {
-        return text.to_string();
+    if let Some(text) = raw.and_then(as_is) {
+        return text;
     }
     let mut v = value.clone();
     redact_media(&mut v);
     bound_text(v.to_string())
+}
+
+/// `raw` as the text to log when it can be logged as it is (see `loggable_as_is`).
+fn as_is(raw: &[u8]) -> Option<String> {
+    if !loggable_as_is(raw) {
+        return None;
+    }
+    std::str::from_utf8(raw).ok().map(str::to_string)
+}
+
+/// The text to log for a JSON document known only by its bytes, when it can be logged as it is
+/// (no redaction or truncation needed) and is valid JSON — checked without building it. `None`:
+/// log it through `log_text` from its parsed value.
+pub fn raw_log_text(raw: &[u8]) -> Option<String> {
+    as_is(raw).filter(|_| serde_json::from_slice::<serde::de::IgnoredAny>(raw).is_ok())
 }
 
 fn bound_text(text: String) -> String {

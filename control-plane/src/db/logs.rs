@@ -471,18 +471,29 @@ pub async fn mark_periods(conn: &mut sqlx::AnyConnection, rows: &[LogRow]) -> Db
     Ok(())
 }
 
+/// `sql` with `{ENDED}` replaced by the condition "the marked period has ended by `now`" (ms),
+/// its two parameters ($1, $2) bound.
+fn ended(sql: &str, now: i64) -> sqlx::query::Query<'static, Any, sqlx::any::AnyArguments> {
+    let cond = format!(
+        "((level = {} AND period < $1) OR (level = {} AND period < $2))",
+        Level::HourByProject as i64,
+        Level::DayByAll as i64
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql.replace("{ENDED}", &cond)))
+        .bind(now.div_euclid(Level::HourByProject.period_ms()))
+        .bind(now.div_euclid(Level::DayByAll.period_ms()))
+}
+
 /// Marked periods that have ended by `now` (ms), oldest first: (org, level, period).
 pub async fn dirty_periods(
     db: &super::Db,
     now: i64,
     limit: i64,
 ) -> DbResult<Vec<(String, Level, i64)>> {
-    let rows = sqlx::query(
-        "SELECT org_id, level, period FROM usage_dirty WHERE (level = 1 AND period < $1) OR (level = 2 AND period < $2) \
-         ORDER BY level, period, org_id LIMIT $3",
+    let rows = ended(
+        "SELECT org_id, level, period FROM usage_dirty WHERE {ENDED} ORDER BY level, period, org_id LIMIT $3",
+        now,
     )
-    .bind(now.div_euclid(HOUR_MS))
-    .bind(now.div_euclid(DAY_MS))
     .bind(limit)
     .fetch_all(db.pool())
     .await?;
@@ -497,13 +508,9 @@ pub async fn dirty_periods(
 
 /// How many ended periods await the rollup job.
 pub async fn count_dirty(db: &super::Db, now: i64) -> DbResult<i64> {
-    let r = sqlx::query(
-        "SELECT COUNT(*) AS n FROM usage_dirty WHERE (level = 1 AND period < $1) OR (level = 2 AND period < $2)",
-    )
-    .bind(now.div_euclid(HOUR_MS))
-    .bind(now.div_euclid(DAY_MS))
-    .fetch_one(db.pool())
-    .await?;
+    let r = ended("SELECT COUNT(*) AS n FROM usage_dirty WHERE {ENDED}", now)
+        .fetch_one(db.pool())
+        .await?;
     i(&r, "n")
 }
 
@@ -597,10 +604,23 @@ fn add_sums(g: &mut UsageGroup, r: &sqlx::any::AnyRow) -> DbResult<()> {
 }
 
 fn group(groups: &mut BTreeMap<String, UsageGroup>, key: String) -> &mut UsageGroup {
-    groups.entry(key.clone()).or_insert_with(|| UsageGroup {
-        key,
-        ..Default::default()
-    })
+    match groups.entry(key) {
+        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::btree_map::Entry::Vacant(e) => {
+            let key = e.key().clone();
+            e.insert(UsageGroup {
+                key,
+                ..Default::default()
+            })
+        }
+    }
+}
+
+/// ` AND project_id = $n` when the query is scoped to a project.
+fn project_scope(project_id: Option<&str>, n: usize) -> String {
+    project_id
+        .map(|_| format!(" AND project_id = ${n}"))
+        .unwrap_or_default()
 }
 
 /// Usage of an org (or one of its projects) over `[from, to)` (ms), per group, with latency
@@ -676,11 +696,7 @@ async fn rolled_usage(
     key: UsageKey,
     groups: &mut BTreeMap<String, UsageGroup>,
 ) -> DbResult<()> {
-    let scope = if project_id.is_some() {
-        " AND project_id = $5"
-    } else {
-        ""
-    };
+    let scope = project_scope(project_id, 5);
     // Integers read back from the database: safe to inline.
     let skip = if skip.is_empty() {
         String::new()
@@ -723,11 +739,7 @@ async fn raw_usage(
     key: UsageKey,
     groups: &mut BTreeMap<String, UsageGroup>,
 ) -> DbResult<()> {
-    let scope = if project_id.is_some() {
-        " AND project_id = $4"
-    } else {
-        ""
-    };
+    let scope = project_scope(project_id, 4);
     let k = key.raw();
     // Two scans: sums per (group, latency bucket) — added up per group here, and the buckets
     // are the latency histogram — then the TTFT histogram. On SQLite both are answered from the

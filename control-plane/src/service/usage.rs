@@ -120,9 +120,9 @@ pub async fn query(
         key,
     )
     .await?;
-    let unit = match group_by.as_str() {
-        "day" => Some(86_400_000i64),
-        "hour" => Some(3_600_000),
+    let unit = match key {
+        db::logs::UsageKey::Day => Some(db::logs::DAY_MS),
+        db::logs::UsageKey::Hour => Some(db::logs::HOUR_MS),
         _ => None,
     };
     let mut totals = UsageRow {

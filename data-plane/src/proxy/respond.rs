@@ -187,17 +187,18 @@ pub(crate) async fn respond(
             return call.fail(err, Some(&cand.cred.name));
         }
     };
-    // Same-format answers logged as they are need no parsed document (see payload::log_text).
-    let log_raw = call.log_payload
+    // A same-format answer logged as it is needs no parsed document.
+    let raw_output = (call.log_payload
         && shape.client == ClientFormat::OpenAi
-        && answer.format == Format::Openai
-        && crate::payload::loggable_as_is(&body);
+        && answer.format == Format::Openai)
+        .then(|| crate::payload::raw_log_text(&body))
+        .flatten();
     let (body, parsed, usage) = match translate_whole(
         &shape,
         answer.format,
         answer.forced.as_deref(),
         body,
-        answer.mode == Mode::FakeStream || (call.log_payload && !log_raw),
+        answer.mode == Mode::FakeStream || (call.log_payload && raw_output.is_none()),
     ) {
         Ok(t) => t,
         Err(e) => {
@@ -230,14 +231,8 @@ pub(crate) async fn respond(
     if call.log_payload {
         // For OpenAI-format clients `body` is exactly the chat JSON of `parsed`.
         let raw = (shape.client == ClientFormat::OpenAi).then_some(&body[..]);
-        call.record.output = match &parsed {
-            Some(p) => Some(crate::payload::log_text(raw, p)),
-            // Logged as it is when it is JSON (checked without building it).
-            None if log_raw && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok() => {
-                std::str::from_utf8(&body).ok().map(str::to_string)
-            }
-            None => None,
-        };
+        call.record.output =
+            raw_output.or_else(|| parsed.as_ref().map(|p| crate::payload::log_text(raw, p)));
     }
     let resp = if answer.mode == Mode::FakeStream {
         let mut frames = fake_stream(parsed.as_ref(), &shape);
