@@ -626,7 +626,30 @@ struct Row {
     ttfb_p50: u64,
     ttfb_p99: u64,
     errors: u64,
+    /// CPU of the proxy under test (the baseline proxy or the node) per request.
     cpu_us_per_req: Option<f64>,
+    /// CPU of the control plane per request during the same point (ingesting usage records).
+    cp_cpu_us_per_req: Option<f64>,
+}
+
+/// CPU seconds of (proxy, control plane) since `start` was taken.
+#[derive(Clone, Copy)]
+struct CpuMark {
+    proxy: (u32, f64),
+    cp: Option<(u32, f64)>,
+}
+
+impl CpuMark {
+    fn start(proxy: u32, cp: Option<u32>) -> CpuMark {
+        CpuMark {
+            proxy: (proxy, cpu_secs(proxy)),
+            cp: cp.map(|p| (p, cpu_secs(p))),
+        }
+    }
+
+    fn proxy(&self) -> f64 {
+        cpu_secs(self.proxy.0) - self.proxy.1
+    }
 }
 
 fn row(scenario: &str, path: &'static str, c: usize, o: &Outcome, cpu: Option<f64>) -> Row {
@@ -642,7 +665,40 @@ fn row(scenario: &str, path: &'static str, c: usize, o: &Outcome, cpu: Option<f6
         ttfb_p99: o.ttfb.value_at_quantile(0.99),
         errors: o.errors,
         cpu_us_per_req: cpu.map(|c| c * 1e6 / (o.ok.max(1) as f64)),
+        cp_cpu_us_per_req: None,
     }
+}
+
+/// A row with the CPU the proxy and the control plane spent since `m`.
+fn row_cpu(scenario: &str, path: &'static str, c: usize, o: &Outcome, m: CpuMark) -> Row {
+    let mut r = row(scenario, path, c, o, Some(m.proxy()));
+    r.cp_cpu_us_per_req = m
+        .cp
+        .map(|(pid, t0)| (cpu_secs(pid) - t0) * 1e6 / (o.ok.max(1) as f64));
+    r
+}
+
+fn scenario_table(rows: &[Row]) -> String {
+    let us = |c: Option<f64>| c.map(|c| format!("{c:.0}")).unwrap_or_default();
+    let mut md = String::from("| scenario | path | conc. | req/s | p50 µs | p99 µs | p99.9 µs | TTFB p50 µs | TTFB p99 µs | errors | proxy CPU µs/req | control-plane CPU µs/req |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in rows {
+        md.push_str(&format!(
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.scenario,
+            r.path,
+            r.concurrency,
+            r.rps,
+            r.p50,
+            r.p99,
+            r.p999,
+            r.ttfb_p50,
+            r.ttfb_p99,
+            r.errors,
+            us(r.cpu_us_per_req),
+            us(r.cp_cpu_us_per_req),
+        ));
+    }
+    md
 }
 
 fn pct(v: &[u64], q: f64) -> u64 {
@@ -687,6 +743,8 @@ async fn main() -> Result<(), Error> {
     let mut stack = Stack::start(&bin_dir, up).await?;
     stack.add_node().await?;
     let node_pid = stack.nodes[0].0.pid();
+    let cp_pid = stack.cp_pid();
+    let base_pid = baseline_proc.child.id();
     let node = stack.nodes[0].1;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_idle = rss_mib(node_pid);
@@ -738,9 +796,10 @@ async fn main() -> Result<(), Error> {
         // Interleaved: direct, baseline, data plane for each concurrency.
         let o = drive(&direct, &chat, c, dur).await?;
         rows.push(row("chat", "direct", c, &o, None));
+        let m = CpuMark::start(base_pid, Some(cp_pid));
         let o = drive(&via_base, &chat, c, dur).await?;
-        rows.push(row("chat", "baseline proxy", c, &o, None));
-        let cpu0 = cpu_secs(node_pid);
+        rows.push(row_cpu("chat", "baseline proxy", c, &o, m));
+        let m = CpuMark::start(node_pid, Some(cp_pid));
         let t = proxied("/chat/completions");
         let load = drive(&t, &chat, c, dur);
         let (o, (rss, depth)) = tokio::join!(load, async {
@@ -752,27 +811,20 @@ async fn main() -> Result<(), Error> {
             rss_load = rss;
             queue_at_rss = depth;
         }
-        rows.push(row(
-            "chat",
-            "data plane",
-            c,
-            &o,
-            Some(cpu_secs(node_pid) - cpu0),
-        ));
+        rows.push(row_cpu("chat", "data plane", c, &o, m));
     }
     // Logging cost: the same load without `x-bt-parent` (usage records only, no payloads).
     let c = 16;
     let mut unlogged = proxied("/chat/completions");
     unlogged.headers.retain(|(k, _)| k != "x-bt-parent");
-    let cpu0 = cpu_secs(node_pid);
+    let m = CpuMark::start(node_pid, Some(cp_pid));
     let o = drive(&unlogged, &chat, c, dur).await?;
-    rows.push(row(
-        "chat, no x-bt-parent",
-        "data plane",
-        c,
-        &o,
-        Some(cpu_secs(node_pid) - cpu0),
-    ));
+    rows.push(row_cpu("chat, no x-bt-parent", "data plane", c, &o, m));
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("chat") {
+        // Quick iteration: the chat points only, no report files.
+        println!("{}", scenario_table(&rows));
+        return Ok(());
+    }
     let direct_s = Target {
         url: direct.url.clone(),
         headers: vec![],
@@ -1057,25 +1109,9 @@ async fn main() -> Result<(), Error> {
             if *ok { "yes" } else { "**no**" }
         ));
     }
-    md.push_str("\n## Scenarios\n\n| scenario | path | conc. | req/s | p50 µs | p99 µs | p99.9 µs | TTFB p50 µs | TTFB p99 µs | errors | node CPU µs/req |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
-    for r in &rows {
-        md.push_str(&format!(
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |\n",
-            r.scenario,
-            r.path,
-            r.concurrency,
-            r.rps,
-            r.p50,
-            r.p99,
-            r.p999,
-            r.ttfb_p50,
-            r.ttfb_p99,
-            r.errors,
-            r.cpu_us_per_req
-                .map(|c| format!("{c:.0}"))
-                .unwrap_or_else(|| "".into())
-        ));
-    }
+    md.push_str("\n## Scenarios\n\n");
+    md.push_str(&scenario_table(&rows));
+    md.push_str("\nProxy CPU is the baseline proxy's or the node's; control-plane CPU is what the control plane spent during the same point (ingesting the node's usage records), both per request.\n");
     md.push_str(&format!("\nNode RSS: idle {rss_idle:.1} MiB, under load {rss_load:.1} MiB (usage records queued for the control plane at that moment: {queue_at_rss}). Config propagation to 3 nodes over 100 changes: p50 {:.1} ms, p99 {:.1} ms.\n", prop_p50 as f64 / 1000.0, prop_p99 as f64 / 1000.0));
     md.push_str(&format!("\n## Fault run\n\n{} requests at c=16 paced to 500/s over 3 project credentials for one model (two healthy, one flapping between healthy and 503 every 2 s, starting in the failing state), after the same number with all three healthy.\n\n| run | ok | failed | p50 µs | p99 µs | p99.9 µs |\n|---|---|---|---|---|---|\n", fault.requests));
     for (name, o) in [
@@ -1110,7 +1146,7 @@ async fn main() -> Result<(), Error> {
             "propagation_p50_ms": scale_fig.propagation_p50_ms, "propagation_p99_ms": scale_fig.propagation_p99_ms, "node_rss_mib": scale_fig.node_rss_mib, "cp_rss_mib": scale_fig.cp_rss_mib},
         "targets": checks.iter().map(|(t, m, ok)| json!({"target": t, "measured": m, "met": ok})).collect::<Vec<_>>(),
         "scenarios": rows.iter().map(|r| json!({"scenario": r.scenario, "path": r.path, "concurrency": r.concurrency, "rps": r.rps,
-            "p50_us": r.p50, "p99_us": r.p99, "p999_us": r.p999, "ttfb_p50_us": r.ttfb_p50, "ttfb_p99_us": r.ttfb_p99, "errors": r.errors, "node_cpu_us_per_req": r.cpu_us_per_req})).collect::<Vec<_>>(),
+            "p50_us": r.p50, "p99_us": r.p99, "p999_us": r.p999, "ttfb_p50_us": r.ttfb_p50, "ttfb_p99_us": r.ttfb_p99, "errors": r.errors, "proxy_cpu_us_per_req": r.cpu_us_per_req, "control_plane_cpu_us_per_req": r.cp_cpu_us_per_req})).collect::<Vec<_>>(),
     });
     std::fs::create_dir_all(&out_dir)?;
     std::fs::write(out_dir.join("latest.md"), &md)?;

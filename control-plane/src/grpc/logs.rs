@@ -91,8 +91,9 @@ pub async fn store(
     let invalid = total - rows.len() as u32;
     let mut tx = st.db().begin().await?;
     let mut stored = 0u64;
-    for chunk in rows.chunks(db::logs::rows_per_insert(st.db().backend())) {
-        stored += db::logs::insert_batch(&mut *tx, chunk).await?;
+    let backend = st.db().backend();
+    for chunk in rows.chunks(db::logs::rows_per_insert(backend)) {
+        stored += db::logs::insert_batch(&mut *tx, backend, chunk).await?;
     }
     if stored > 0 {
         db::logs::mark_periods(&mut tx, &rows).await?;
