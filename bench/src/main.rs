@@ -231,6 +231,36 @@ struct Outcome {
     ttfb: Histogram<u64>,
 }
 
+impl Outcome {
+    /// Pools another run of the same scenario into this one.
+    fn merge(&mut self, o: &Outcome) -> Result<(), Error> {
+        self.ok += o.ok;
+        self.errors += o.errors;
+        self.secs += o.secs;
+        self.total.add(&o.total)?;
+        self.ttfb.add(&o.ttfb)?;
+        Ok(())
+    }
+}
+
+/// Waits (up to `max`) until none of `pids` uses more than a tenth of a core over 500 ms, so a
+/// measurement starts in steady state rather than while a configuration change is still being
+/// built, sent and applied.
+async fn settle(pids: &[u32], max: Duration) {
+    let deadline = Instant::now() + max;
+    while Instant::now() < deadline {
+        let before: Vec<f64> = pids.iter().map(|p| cpu_secs(*p)).collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let busy = pids
+            .iter()
+            .zip(&before)
+            .any(|(p, b)| cpu_secs(*p) - b > 0.05);
+        if !busy {
+            return;
+        }
+    }
+}
+
 fn hist() -> Result<Histogram<u64>, Error> {
     Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
 }
@@ -572,7 +602,23 @@ impl Stack {
     async fn add_node(&mut self) -> Result<usize, Error> {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let cache = self._dir.path().join(format!("node-{}", self.nodes.len()));
-        let child = Command::new(self.bin_dir.join("aiproxy-data-plane"))
+        // BENCH_NODE_WRAP runs the node under a tool, e.g. "valgrind --tool=callgrind".
+        let wrap: Vec<String> = std::env::var("BENCH_NODE_WRAP")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        let node_bin = self.bin_dir.join("aiproxy-data-plane");
+        let mut cmd = match wrap.split_first() {
+            Some((tool, args)) => {
+                let mut c = Command::new(tool);
+                c.args(args).arg(&node_bin);
+                c
+            }
+            None => Command::new(&node_bin),
+        };
+        let ready_within = Duration::from_secs(if wrap.is_empty() { 30 } else { 300 });
+        let child = cmd
             .env("AIPROXY_CONTROL_PLANE_URL", format!("http://{}", self.grpc))
             .env("AIPROXY_NODE_TOKEN", &self.token)
             .env("AIPROXY_PROXY_ADDR", addr.to_string())
@@ -593,7 +639,7 @@ impl Stack {
             })
             .spawn()?;
         let p = Proc(child);
-        if !wait_ok(&format!("http://{addr}/readyz"), Duration::from_secs(30)).await {
+        if !wait_ok(&format!("http://{addr}/readyz"), ready_within).await {
             return Err("a data-plane node did not become ready".into());
         }
         self.nodes.push((p, addr));
@@ -672,15 +718,16 @@ fn row(scenario: &str, path: &'static str, c: usize, o: &Outcome, cpu: Option<f6
 /// A row with the CPU the proxy and the control plane spent since `m`.
 fn row_cpu(scenario: &str, path: &'static str, c: usize, o: &Outcome, m: CpuMark) -> Row {
     let mut r = row(scenario, path, c, o, Some(m.proxy()));
-    r.cp_cpu_us_per_req = m
-        .cp
-        .map(|(pid, t0)| (cpu_secs(pid) - t0) * 1e6 / (o.ok.max(1) as f64));
+    r.cp_cpu_us_per_req =
+        m.cp.map(|(pid, t0)| (cpu_secs(pid) - t0) * 1e6 / (o.ok.max(1) as f64));
     r
 }
 
 fn scenario_table(rows: &[Row]) -> String {
     let us = |c: Option<f64>| c.map(|c| format!("{c:.0}")).unwrap_or_default();
-    let mut md = String::from("| scenario | path | conc. | req/s | p50 µs | p99 µs | p99.9 µs | TTFB p50 µs | TTFB p99 µs | errors | proxy CPU µs/req | control-plane CPU µs/req |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let mut md = String::from(
+        "| scenario | path | conc. | req/s | p50 µs | p99 µs | p99.9 µs | TTFB p50 µs | TTFB p99 µs | errors | proxy CPU µs/req | control-plane CPU µs/req |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
     for r in rows {
         md.push_str(&format!(
             "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
@@ -772,6 +819,37 @@ async fn main() -> Result<(), Error> {
     let chat_stream = Bytes::from(json!({"model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "Say hello"}]}).to_string());
     let claude_stream = Bytes::from(json!({"model": "claude-sonnet-4-5", "stream": true, "messages": [{"role": "user", "content": "Say hello"}]}).to_string());
 
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("count") {
+        // Repeatable cost: exactly BENCH_COUNT logged chat requests at c=4, then the node is
+        // stopped (SIGTERM) so a tool it runs under (BENCH_NODE_WRAP) writes its totals. Two
+        // runs with different counts give instructions per request by difference.
+        let n = std::env::var("BENCH_COUNT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000);
+        let o = load(
+            &proxied("/chat/completions"),
+            &chat,
+            4,
+            Until::Requests(n),
+            None,
+        )
+        .await?;
+        // Let the shipper send its last batch before the node stops.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _ = Command::new("kill").arg(node_pid.to_string()).status();
+        for _ in 0..600 {
+            if !std::path::Path::new(&format!("/proc/{node_pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{node_pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!("sent {n}: {} ok, {} errors", o.ok, o.errors);
+        return Ok(());
+    }
     let mut rows = Vec::new();
     let mut rss_load: f64 = 0.0;
     // The node's log queue depth at the moment RSS is read (queued records hold memory).
@@ -817,9 +895,38 @@ async fn main() -> Result<(), Error> {
     let c = 16;
     let mut unlogged = proxied("/chat/completions");
     unlogged.headers.retain(|(k, _)| k != "x-bt-parent");
-    let m = CpuMark::start(node_pid, Some(cp_pid));
-    let o = drive(&unlogged, &chat, c, dur).await?;
-    rows.push(row_cpu("chat, no x-bt-parent", "data plane", c, &o, m));
+    // Interleaved in four slices each (with, without, with, …) and pooled, so drift in the
+    // machine's speed falls on both sides alike.
+    let logged = proxied("/chat/completions");
+    let slice = dur / 4;
+    let (mut with, mut without) = (None::<(Outcome, f64, f64)>, None::<(Outcome, f64, f64)>);
+    for _ in 0..4 {
+        for (t, acc) in [(&logged, &mut with), (&unlogged, &mut without)] {
+            let m = CpuMark::start(node_pid, Some(cp_pid));
+            let o = drive(t, &chat, c, slice).await?;
+            let (np, cp) = (
+                m.proxy(),
+                m.cp.map(|(p, t0)| cpu_secs(p) - t0).unwrap_or(0.0),
+            );
+            match acc {
+                Some((a, n, k)) => {
+                    a.merge(&o)?;
+                    *n += np;
+                    *k += cp;
+                }
+                None => *acc = Some((o, np, cp)),
+            }
+        }
+    }
+    for (name, acc) in [
+        ("chat, x-bt-parent (A/B)", with),
+        ("chat, no x-bt-parent (A/B)", without),
+    ] {
+        let (o, np, cp) = acc.ok_or("no logging slices")?;
+        let mut r = row(name, "data plane", c, &o, Some(np));
+        r.cp_cpu_us_per_req = Some(cp * 1e6 / o.ok.max(1) as f64);
+        rows.push(r);
+    }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("chat") {
         // Quick iteration: the chat points only, no report files.
         println!("{}", scenario_table(&rows));
@@ -923,14 +1030,17 @@ async fn main() -> Result<(), Error> {
     // Configuration at 10,000 projects / 50,000 keys / 20,000 credentials, then the chat
     // scenario again on the first node.
     let scale_fig = scale::config_at_scale(&mut stack, env_u64("BENCH_PROJECTS", 10_000)).await?;
-    let cpu0 = cpu_secs(node_pid);
+    let mut quiet: Vec<u32> = stack.nodes.iter().map(|(p, _)| p.pid()).collect();
+    quiet.push(cp_pid);
+    settle(&quiet, Duration::from_secs(20)).await;
+    let m = CpuMark::start(node_pid, Some(cp_pid));
     let o = drive(&proxied("/chat/completions"), &chat, 16, dur).await?;
-    rows.push(row(
+    rows.push(row_cpu(
         &format!("chat at {} projects", scale_fig.projects),
         "data plane",
         16,
         &o,
-        Some(cpu_secs(node_pid) - cpu0),
+        m,
     ));
 
     // Targets.
@@ -966,8 +1076,8 @@ async fn main() -> Result<(), Error> {
         }
     }
     if let (Some(on), Some(off)) = (
-        find("chat", "data plane", 16),
-        find("chat, no x-bt-parent", "data plane", 16),
+        find("chat, x-bt-parent (A/B)", "data plane", 16),
+        find("chat, no x-bt-parent (A/B)", "data plane", 16),
     ) {
         let d = on.p99 as f64 / off.p99.max(1) as f64 - 1.0;
         checks.push((

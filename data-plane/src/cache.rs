@@ -19,7 +19,10 @@ mod store;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
+
+const X_BT_USE_CACHE: HeaderName = HeaderName::from_static("x-bt-use-cache");
+const X_BT_CACHE_TTL: HeaderName = HeaderName::from_static("x-bt-cache-ttl");
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -45,13 +48,15 @@ pub struct Plan {
     pub max_age_secs: Option<u64>,
 }
 
-fn header<'h>(h: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ProxyError> {
+/// Names are `HeaderName` constants: a `&str` name is parsed and lower-cased on every lookup.
+fn header<'h>(h: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>, ProxyError> {
+    let name_str = name.as_str();
     match h.get(name) {
         None => Ok(None),
         Some(v) => v
             .to_str()
             .map(|s| Some(s.trim()))
-            .map_err(|_| ProxyError::invalid_param(name, format!("{name} must be ASCII."))),
+            .map_err(|_| ProxyError::invalid_param(name_str, format!("{name_str} must be ASCII."))),
     }
 }
 
@@ -73,7 +78,7 @@ pub fn plan(
     if matches!(kind, RouteKind::Realtime) {
         return Ok(None);
     }
-    let mode = header(headers, "x-bt-use-cache")?.unwrap_or("auto");
+    let mode = header(headers, &X_BT_USE_CACHE)?.unwrap_or("auto");
     let applies = match mode {
         "auto" => deterministic(kind, body),
         "always" => true,
@@ -87,7 +92,7 @@ pub fn plan(
             ));
         }
     };
-    let ttl_secs = match header(headers, "x-bt-cache-ttl")? {
+    let ttl_secs = match header(headers, &X_BT_CACHE_TTL)? {
         None => DEFAULT_TTL_SECS,
         Some(v) => match v.parse::<u64>() {
             Ok(n) if (1..=MAX_TTL_SECS).contains(&n) => n,

@@ -12,6 +12,8 @@
 use std::collections::HashMap;
 
 use llm::catalog::{Catalog, Flavor, Format, ModelSpec};
+use std::sync::Arc;
+
 use serde::Deserialize;
 
 /// The part of a credential's metadata that decides model eligibility.
@@ -20,7 +22,7 @@ pub struct CredentialModels {
     #[serde(default)]
     pub models: Vec<String>,
     #[serde(default)]
-    pub custom_models: HashMap<String, ModelSpec>,
+    pub custom_models: HashMap<String, Arc<ModelSpec>>,
     #[serde(default)]
     pub exclude_default_models: bool,
     /// For `custom` providers: the wire format.
@@ -43,7 +45,7 @@ impl CredentialModels {
                     .filter_map(|(k, v)| {
                         serde_json::from_value::<ModelSpec>(v.clone())
                             .ok()
-                            .map(|s| (k.clone(), s))
+                            .map(|s| (k.clone(), Arc::new(s)))
                     })
                     .collect()
             })
@@ -72,7 +74,7 @@ pub struct Served {
     pub format: Format,
     pub flavor: Flavor,
     /// Prices and limits (catalog or custom).
-    pub spec: Option<ModelSpec>,
+    pub spec: Option<Arc<ModelSpec>>,
     pub custom: bool,
 }
 

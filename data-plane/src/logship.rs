@@ -43,10 +43,30 @@ impl RecordSink for LogPipeline {
     }
 }
 
+/// One attempt as the control plane stores it in `attempts_json`.
+#[derive(serde::Serialize)]
+struct AttemptJson<'a> {
+    credential: &'a str,
+    provider: &'a str,
+    status: u16,
+    error: &'a str,
+    latency_ms: u64,
+}
+
 pub fn to_proto(r: RequestRecord, node_id: &str) -> pb::UsageRecord {
-    let attempts = serde_json::Value::Array(
-        r.attempts.iter().map(|a| serde_json::json!({"credential": a.credential, "provider": a.provider, "status": a.status, "error": a.error, "latency_ms": a.latency_ms})).collect(),
-    );
+    let attempts: Vec<AttemptJson> = r
+        .attempts
+        .iter()
+        .map(|a| AttemptJson {
+            credential: &a.credential,
+            provider: &a.provider,
+            status: a.status,
+            error: &a.error,
+            latency_ms: a.latency_ms,
+        })
+        .collect();
+    // Serialising plain strings and numbers cannot fail.
+    let attempts_json = serde_json::to_string(&attempts).unwrap_or_else(|_| "[]".into());
     pb::UsageRecord {
         id: r.id,
         org_id: r.org_id,
@@ -74,7 +94,7 @@ pub fn to_proto(r: RequestRecord, node_id: &str) -> pb::UsageRecord {
         stream: r.stream,
         input_json: r.input.unwrap_or_default(),
         output_json: r.output.unwrap_or_default(),
-        attempts_json: attempts.to_string(),
+        attempts_json,
         request_id: r.request_id,
         error_message: r.error_message,
     }

@@ -54,14 +54,19 @@ fn redact_media(v: &mut Value) {
 /// Whether `raw` (valid JSON) can be logged as it is: within the size bound, and without the
 /// markers media redaction looks for (`base64` of data URLs, `"data"` / `"bytes"` fields of
 /// other formats' media blocks). Conservative: a false "no" only costs the slow path.
-fn loggable_as_is(raw: &[u8]) -> bool {
-    fn has(h: &[u8], n: &[u8]) -> bool {
-        h.windows(n.len()).any(|w| w == n)
-    }
-    raw.len() <= MAX_PAYLOAD_BYTES
-        && !has(raw, b"base64")
-        && !has(raw, b"\"data\"")
-        && !has(raw, b"\"bytes\"")
+pub fn loggable_as_is(raw: &[u8]) -> bool {
+    use memchr::memmem::Finder;
+    use std::sync::LazyLock;
+    // Vectorised substring search: a byte-by-byte window compare of three markers over the
+    // request and the answer was a tenth of a node's instructions per logged call.
+    static MARKERS: LazyLock<[Finder<'static>; 3]> = LazyLock::new(|| {
+        [
+            Finder::new(b"base64"),
+            Finder::new(b"\"data\""),
+            Finder::new(b"\"bytes\""),
+        ]
+    });
+    raw.len() <= MAX_PAYLOAD_BYTES && MARKERS.iter().all(|m| m.find(raw).is_none())
 }
 
 /// The JSON text to log for a payload: `raw` itself when it is the JSON of `value` and needs no
@@ -75,19 +80,13 @@ pub fn log_text(raw: Option<&[u8]>, value: &Value) -> String {
     bound_text(v.to_string())
 }
 
-/// `raw` as the text to log when it can be logged as it is (see `loggable_as_is`).
-fn as_is(raw: &[u8]) -> Option<String> {
+/// `raw` (known to be valid JSON) as the text to log when it can be logged as it is (see
+/// `loggable_as_is`).
+pub fn as_is(raw: &[u8]) -> Option<String> {
     if !loggable_as_is(raw) {
         return None;
     }
     std::str::from_utf8(raw).ok().map(str::to_string)
-}
-
-/// The text to log for a JSON document known only by its bytes, when it can be logged as it is
-/// (no redaction or truncation needed) and is valid JSON — checked without building it. `None`:
-/// log it through `log_text` from its parsed value.
-pub fn raw_log_text(raw: &[u8]) -> Option<String> {
-    as_is(raw).filter(|_| serde_json::from_slice::<serde::de::IgnoredAny>(raw).is_ok())
 }
 
 fn bound_text(text: String) -> String {

@@ -110,9 +110,11 @@ impl Call {
     }
 }
 
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 fn request_id(headers: &HeaderMap) -> String {
     headers
-        .get("x-request-id")
+        .get(X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| {
             !v.is_empty()
@@ -127,7 +129,7 @@ fn request_id(headers: &HeaderMap) -> String {
 fn with_ids(mut resp: Response, request_id: &str, extra: &[(&'static str, String)]) -> Response {
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-request-id", v);
+        h.insert(X_REQUEST_ID, v);
     }
     for (k, v) in extra {
         if let Ok(v) = HeaderValue::from_str(v) {

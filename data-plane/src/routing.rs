@@ -5,7 +5,11 @@
 
 use std::sync::Arc;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
+
+const X_BT_ORG_NAME: HeaderName = HeaderName::from_static("x-bt-org-name");
+const X_BT_PROJECT_ID: HeaderName = HeaderName::from_static("x-bt-project-id");
+const X_BT_PARENT: HeaderName = HeaderName::from_static("x-bt-parent");
 use llm::catalog::{Flavor, Format};
 
 use crate::eligibility::{Served, serves};
@@ -85,13 +89,15 @@ pub fn parse_parent(v: &str) -> Result<(&'static str, &str), ProxyError> {
     }
 }
 
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ProxyError> {
+/// Names are `HeaderName` constants: a `&str` name is parsed and lower-cased on every lookup.
+fn header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>, ProxyError> {
+    let name_str = name.as_str();
     match headers.get(name) {
         None => Ok(None),
         Some(v) => v
             .to_str()
             .map(|s| Some(s.trim()))
-            .map_err(|_| ProxyError::invalid_param(name, format!("{name} must be ASCII."))),
+            .map_err(|_| ProxyError::invalid_param(name_str, format!("{name_str} must be ASCII."))),
     }
 }
 
@@ -107,7 +113,7 @@ pub fn resolve_context<'s>(
         .orgs
         .get(&key.org_id)
         .ok_or_else(|| ProxyError::unauthorized("Invalid API key."))?;
-    if let Some(name) = header(headers, "x-bt-org-name")?
+    if let Some(name) = header(headers, &X_BT_ORG_NAME)?
         && name != org.name
     {
         return Err(ProxyError::forbidden(
@@ -132,11 +138,11 @@ pub fn resolve_context<'s>(
     if let Some(pid) = &key.project_id {
         choose(by_id(pid).ok_or_else(foreign)?, "the API key")?;
     }
-    if let Some(pid) = header(headers, "x-bt-project-id")? {
+    if let Some(pid) = header(headers, &X_BT_PROJECT_ID)? {
         choose(by_id(pid).ok_or_else(foreign)?, "x-bt-project-id")?;
     }
     let mut log_project = None;
-    if let Some(parent) = header(headers, "x-bt-parent")?.or(default_parent) {
+    if let Some(parent) = header(headers, &X_BT_PARENT)?.or(default_parent) {
         let (kind, v) = parse_parent(parent)?;
         let p = match kind {
             "id" => by_id(v),

@@ -100,7 +100,11 @@ const USER_AGENT: &str = concat!("aiproxy/", env!("CARGO_PKG_VERSION"));
 
 /// Client headers worth forwarding upstream (everything else — the caller's auth, cookies,
 /// `x-bt-*`, hop-by-hop headers — stays here).
-const FORWARDED: &[&str] = &["openai-beta", "anthropic-beta", "anthropic-version"];
+const FORWARDED: [HeaderName; 3] = [
+    HeaderName::from_static("openai-beta"),
+    HeaderName::from_static("anthropic-beta"),
+    HeaderName::from_static("anthropic-version"),
+];
 
 fn secret_header(v: &str) -> Result<HeaderValue, AttemptError> {
     let mut h = HeaderValue::from_str(v).map_err(|_| {
@@ -300,8 +304,8 @@ pub fn prepare_openai(
 
 pub fn forward_client_headers(from: &HeaderMap, to: &mut HeaderMap) {
     for name in FORWARDED {
-        for v in from.get_all(*name) {
-            to.append(HeaderName::from_static(name), v.clone());
+        for v in from.get_all(&name) {
+            to.append(name.clone(), v.clone());
         }
     }
 }
@@ -453,15 +457,13 @@ pub fn copy_response_headers(from: &HeaderMap, to: &mut HeaderMap) {
             to.append(name.clone(), value.clone());
         }
     }
-    for (src, dst) in [
-        ("x-request-id", "x-upstream-request-id"),
-        ("request-id", "x-upstream-request-id"),
-        ("apim-request-id", "x-upstream-request-id"),
-    ] {
-        if let Some(v) = from.get(src) {
-            to.insert(HeaderName::from_static(dst), v.clone());
-            break;
-        }
+    const IDS: [HeaderName; 3] = [
+        HeaderName::from_static("x-request-id"),
+        HeaderName::from_static("request-id"),
+        HeaderName::from_static("apim-request-id"),
+    ];
+    if let Some(v) = IDS.iter().find_map(|n| from.get(n)) {
+        to.insert(HeaderName::from_static("x-upstream-request-id"), v.clone());
     }
 }
 

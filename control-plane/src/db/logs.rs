@@ -111,7 +111,10 @@ pub async fn insert_batch<'e, E: Executor<'e, Database = Any>>(
     }
     let sql = if rows.len() == rows_per_insert(backend) {
         let slot = &FULL[backend as usize];
-        std::borrow::Cow::Borrowed(slot.get_or_init(|| insert_sql(backend, rows.len())).as_str())
+        std::borrow::Cow::Borrowed(
+            slot.get_or_init(|| insert_sql(backend, rows.len()))
+                .as_str(),
+        )
     } else {
         std::borrow::Cow::Owned(insert_sql(backend, rows.len()))
     };

@@ -136,7 +136,8 @@ impl ModelSpec {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Catalog {
-    pub models: HashMap<String, ModelSpec>,
+    /// Shared so a routed call carries its model's spec without copying it.
+    pub models: HashMap<String, std::sync::Arc<ModelSpec>>,
 }
 
 /// The catalog shipped with this build.
@@ -153,7 +154,7 @@ impl Catalog {
         Catalog::from_json(BUILTIN_JSON).unwrap_or_default()
     }
 
-    pub fn get(&self, name: &str) -> Option<&ModelSpec> {
+    pub fn get(&self, name: &str) -> Option<&std::sync::Arc<ModelSpec>> {
         self.models.get(name)
     }
 }

@@ -78,7 +78,7 @@ fn translate_whole(
     forced: Option<&str>,
     body: Bytes,
     need_value: bool,
-) -> Result<(Bytes, Option<Value>, llm::Usage), llm::TranslateError> {
+) -> Result<(Bytes, Option<Value>, llm::Usage, bool), llm::TranslateError> {
     let ctx = ResponseContext {
         model: &shape.requested_model,
         created: now_secs(),
@@ -93,13 +93,15 @@ fn translate_whole(
             struct UsageOnly {
                 usage: Option<Value>,
             }
-            let usage = serde_json::from_slice::<UsageOnly>(&body)
-                .ok()
+            // Reading it also checks that the whole answer is well-formed JSON.
+            let read = serde_json::from_slice::<UsageOnly>(&body).ok();
+            let well_formed = read.is_some();
+            let usage = read
                 .and_then(|u| u.usage)
                 .as_ref()
                 .and_then(llm::Usage::from_openai_json)
                 .unwrap_or_default();
-            return Ok((body, None, usage));
+            return Ok((body, None, usage, well_formed));
         }
         Format::Openai => {
             let parsed: Option<Value> = serde_json::from_slice(&body).ok();
@@ -109,7 +111,8 @@ fn translate_whole(
                 .and_then(llm::Usage::from_openai_json)
                 .unwrap_or_default();
             if shape.client == ClientFormat::OpenAi {
-                return Ok((body, parsed, usage));
+                let well_formed = parsed.is_some();
+                return Ok((body, parsed, usage, well_formed));
             }
             match parsed {
                 Some(p) => (p, usage),
@@ -124,7 +127,7 @@ fn translate_whole(
             let (chat, usage) = llm::anthropic::response_to_chat(&body, &ctx)?;
             if shape.client == ClientFormat::Anthropic {
                 // Native: the provider's bytes go to the client untouched.
-                return Ok((body, Some(chat), usage));
+                return Ok((body, Some(chat), usage, true));
             }
             (chat, usage)
         }
@@ -139,7 +142,7 @@ fn translate_whole(
         ))
         .unwrap_or_default(),
     };
-    Ok((Bytes::from(out), Some(chat), usage))
+    Ok((Bytes::from(out), Some(chat), usage, true))
 }
 
 pub(crate) async fn respond(
@@ -187,18 +190,18 @@ pub(crate) async fn respond(
             return call.fail(err, Some(&cand.cred.name));
         }
     };
-    // A same-format answer logged as it is needs no parsed document.
-    let raw_output = (call.log_payload
+    // A same-format answer logged as it is needs no parsed document: reading its usage checks
+    // that it is well-formed JSON, and its bytes are the text to log.
+    let log_as_is = call.log_payload
         && shape.client == ClientFormat::OpenAi
-        && answer.format == Format::Openai)
-        .then(|| crate::payload::raw_log_text(&body))
-        .flatten();
-    let (body, parsed, usage) = match translate_whole(
+        && answer.format == Format::Openai
+        && crate::payload::loggable_as_is(&body);
+    let (body, parsed, usage, well_formed) = match translate_whole(
         &shape,
         answer.format,
         answer.forced.as_deref(),
         body,
-        answer.mode == Mode::FakeStream || (call.log_payload && raw_output.is_none()),
+        answer.mode == Mode::FakeStream || (call.log_payload && !log_as_is),
     ) {
         Ok(t) => t,
         Err(e) => {
@@ -231,8 +234,11 @@ pub(crate) async fn respond(
     if call.log_payload {
         // For OpenAI-format clients `body` is exactly the chat JSON of `parsed`.
         let raw = (shape.client == ClientFormat::OpenAi).then_some(&body[..]);
-        call.record.output =
-            raw_output.or_else(|| parsed.as_ref().map(|p| crate::payload::log_text(raw, p)));
+        call.record.output = match &parsed {
+            Some(p) => Some(crate::payload::log_text(raw, p)),
+            // Only the usage was read (`log_as_is`); a malformed answer logs no output.
+            None => well_formed.then(|| crate::payload::as_is(&body)).flatten(),
+        };
     }
     let resp = if answer.mode == Mode::FakeStream {
         let mut frames = fake_stream(parsed.as_ref(), &shape);

@@ -38,7 +38,7 @@ struct StreamState {
     mode: Mode,
     idle: std::time::Duration,
     call: Option<Call>,
-    spec: Option<llm::ModelSpec>,
+    spec: Option<std::sync::Arc<llm::ModelSpec>>,
     guard: Option<InFlight>,
     ended: bool,
 }
@@ -233,7 +233,7 @@ impl Drop for StreamState {
 pub(crate) fn stream_response(
     call: Call,
     answer: Answer,
-    spec: Option<llm::ModelSpec>,
+    spec: Option<std::sync::Arc<llm::ModelSpec>>,
     guard: InFlight,
     tr: Translators,
 ) -> Response {

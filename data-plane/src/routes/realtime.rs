@@ -86,7 +86,7 @@ struct Session {
     record: RequestRecord,
     log: bool,
     started: Instant,
-    spec: Option<llm::ModelSpec>,
+    spec: Option<std::sync::Arc<llm::ModelSpec>>,
 }
 
 async fn prepare(
