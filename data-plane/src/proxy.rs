@@ -6,7 +6,6 @@
 mod respond;
 mod stream;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -403,13 +402,17 @@ async fn attempt_loop(
     let node = call.node.clone();
     let deadline = Instant::now() + node.cfg.timeouts.request_budget;
     let max = node.cfg.max_attempts as usize;
-    let mut tried: HashSet<String> = HashSet::new();
+    // Credentials already tried (a handful at most: a list, no hashing).
+    let mut tried: Vec<Arc<crate::snapshot::Credential>> = Vec::new();
     let mut last: Option<(Candidate, AttemptError)> = None;
     let mut blocked_last: Vec<(Candidate, Unavailable)> = Vec::new();
     while call.record.attempts.len() < max && Instant::now() < deadline {
         let (usable, blocked) = node.balancer.order(cands.clone());
         blocked_last = blocked;
-        let Some(cand) = usable.into_iter().find(|c| !tried.contains(&c.cred.id)) else {
+        let Some(cand) = usable
+            .into_iter()
+            .find(|c| !tried.iter().any(|t| t.id == c.cred.id))
+        else {
             // Nothing usable left this round: wait for the soonest rate-limit reset, if it is
             // close enough and within the request's budget.
             let now = node.balancer.now_ms();
@@ -431,7 +434,7 @@ async fn attempt_loop(
                 _ => break,
             }
         };
-        tried.insert(cand.cred.id.clone());
+        tried.push(Arc::clone(&cand.cred));
         let t0 = Instant::now();
         let t0_ms = now_ms();
         let guard = node.balancer.begin(&cand.cred);
