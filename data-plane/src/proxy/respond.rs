@@ -236,8 +236,12 @@ pub(crate) async fn respond(
         let raw = (shape.client == ClientFormat::OpenAi).then_some(&body[..]);
         call.record.output = match &parsed {
             Some(p) => Some(crate::payload::log_text(raw, p)),
-            // Only the usage was read (`log_as_is`); a malformed answer logs no output.
-            None => well_formed.then(|| crate::payload::as_is(&body)).flatten(),
+            // Only the usage was read (`log_as_is`). An answer that is valid JSON but not an
+            // object (the usage read fails on it) is still logged as it is; a malformed one logs
+            // no output. The second check runs only on that rare path.
+            None => (well_formed || serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok())
+                .then(|| crate::payload::as_is(&body))
+                .flatten(),
         };
     }
     let resp = if answer.mode == Mode::FakeStream {
