@@ -678,23 +678,27 @@ struct Row {
     cp_cpu_us_per_req: Option<f64>,
 }
 
-/// CPU seconds of (proxy, control plane) since `start` was taken.
+/// CPU seconds the proxy under test and the control plane spent since `start`.
 #[derive(Clone, Copy)]
 struct CpuMark {
     proxy: (u32, f64),
-    cp: Option<(u32, f64)>,
+    cp: (u32, f64),
 }
 
 impl CpuMark {
-    fn start(proxy: u32, cp: Option<u32>) -> CpuMark {
+    fn start(proxy: u32, cp: u32) -> CpuMark {
         CpuMark {
             proxy: (proxy, cpu_secs(proxy)),
-            cp: cp.map(|p| (p, cpu_secs(p))),
+            cp: (cp, cpu_secs(cp)),
         }
     }
 
-    fn proxy(&self) -> f64 {
-        cpu_secs(self.proxy.0) - self.proxy.1
+    /// (proxy, control plane) CPU seconds so far.
+    fn spent(&self) -> (f64, f64) {
+        (
+            cpu_secs(self.proxy.0) - self.proxy.1,
+            cpu_secs(self.cp.0) - self.cp.1,
+        )
     }
 }
 
@@ -715,11 +719,10 @@ fn row(scenario: &str, path: &'static str, c: usize, o: &Outcome, cpu: Option<f6
     }
 }
 
-/// A row with the CPU the proxy and the control plane spent since `m`.
-fn row_cpu(scenario: &str, path: &'static str, c: usize, o: &Outcome, m: CpuMark) -> Row {
-    let mut r = row(scenario, path, c, o, Some(m.proxy()));
-    r.cp_cpu_us_per_req =
-        m.cp.map(|(pid, t0)| (cpu_secs(pid) - t0) * 1e6 / (o.ok.max(1) as f64));
+/// A row with the CPU seconds the proxy and the control plane spent on it.
+fn row_cpu(scenario: &str, path: &'static str, c: usize, o: &Outcome, spent: (f64, f64)) -> Row {
+    let mut r = row(scenario, path, c, o, Some(spent.0));
+    r.cp_cpu_us_per_req = Some(spent.1 * 1e6 / (o.ok.max(1) as f64));
     r
 }
 
@@ -874,10 +877,10 @@ async fn main() -> Result<(), Error> {
         // Interleaved: direct, baseline, data plane for each concurrency.
         let o = drive(&direct, &chat, c, dur).await?;
         rows.push(row("chat", "direct", c, &o, None));
-        let m = CpuMark::start(base_pid, Some(cp_pid));
+        let m = CpuMark::start(base_pid, cp_pid);
         let o = drive(&via_base, &chat, c, dur).await?;
-        rows.push(row_cpu("chat", "baseline proxy", c, &o, m));
-        let m = CpuMark::start(node_pid, Some(cp_pid));
+        rows.push(row_cpu("chat", "baseline proxy", c, &o, m.spent()));
+        let m = CpuMark::start(node_pid, cp_pid);
         let t = proxied("/chat/completions");
         let load = drive(&t, &chat, c, dur);
         let (o, (rss, depth)) = tokio::join!(load, async {
@@ -889,9 +892,10 @@ async fn main() -> Result<(), Error> {
             rss_load = rss;
             queue_at_rss = depth;
         }
-        rows.push(row_cpu("chat", "data plane", c, &o, m));
+        rows.push(row_cpu("chat", "data plane", c, &o, m.spent()));
     }
-    // Logging cost: the same load without `x-bt-parent` (usage records only, no payloads).
+    // Logging cost: the same load with and without `x-bt-parent` (without it, usage records
+    // only, no payloads).
     let c = 16;
     let mut unlogged = proxied("/chat/completions");
     unlogged.headers.retain(|(k, _)| k != "x-bt-parent");
@@ -899,22 +903,20 @@ async fn main() -> Result<(), Error> {
     // machine's speed falls on both sides alike.
     let logged = proxied("/chat/completions");
     let slice = dur / 4;
-    let (mut with, mut without) = (None::<(Outcome, f64, f64)>, None::<(Outcome, f64, f64)>);
+    // Each side: the pooled outcome and (proxy, control plane) CPU seconds.
+    let (mut with, mut without) = (None::<(Outcome, (f64, f64))>, None);
     for _ in 0..4 {
         for (t, acc) in [(&logged, &mut with), (&unlogged, &mut without)] {
-            let m = CpuMark::start(node_pid, Some(cp_pid));
+            let m = CpuMark::start(node_pid, cp_pid);
             let o = drive(t, &chat, c, slice).await?;
-            let (np, cp) = (
-                m.proxy(),
-                m.cp.map(|(p, t0)| cpu_secs(p) - t0).unwrap_or(0.0),
-            );
+            let (p, k) = m.spent();
             match acc {
-                Some((a, n, k)) => {
+                Some((a, (ap, ak))) => {
                     a.merge(&o)?;
-                    *n += np;
-                    *k += cp;
+                    *ap += p;
+                    *ak += k;
                 }
-                None => *acc = Some((o, np, cp)),
+                None => *acc = Some((o, (p, k))),
             }
         }
     }
@@ -922,10 +924,8 @@ async fn main() -> Result<(), Error> {
         ("chat, x-bt-parent (A/B)", with),
         ("chat, no x-bt-parent (A/B)", without),
     ] {
-        let (o, np, cp) = acc.ok_or("no logging slices")?;
-        let mut r = row(name, "data plane", c, &o, Some(np));
-        r.cp_cpu_us_per_req = Some(cp * 1e6 / o.ok.max(1) as f64);
-        rows.push(r);
+        let (o, spent) = acc.ok_or("no logging slices")?;
+        rows.push(row_cpu(name, "data plane", c, &o, spent));
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("chat") {
         // Quick iteration: the chat points only, no report files.
@@ -1033,14 +1033,14 @@ async fn main() -> Result<(), Error> {
     let mut quiet: Vec<u32> = stack.nodes.iter().map(|(p, _)| p.pid()).collect();
     quiet.push(cp_pid);
     settle(&quiet, Duration::from_secs(20)).await;
-    let m = CpuMark::start(node_pid, Some(cp_pid));
+    let m = CpuMark::start(node_pid, cp_pid);
     let o = drive(&proxied("/chat/completions"), &chat, 16, dur).await?;
     rows.push(row_cpu(
         &format!("chat at {} projects", scale_fig.projects),
         "data plane",
         16,
         &o,
-        m,
+        m.spent(),
     ));
 
     // Targets.

@@ -20,9 +20,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName};
-
-const X_BT_USE_CACHE: HeaderName = HeaderName::from_static("x-bt-use-cache");
-const X_BT_CACHE_TTL: HeaderName = HeaderName::from_static("x-bt-cache-ttl");
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -32,6 +29,9 @@ pub use store::{CacheStore, MemoryStore, RedisStore};
 use crate::error::ProxyError;
 use crate::routing::RouteKind;
 use crate::seal::{SealKey, hkdf32};
+
+const X_BT_USE_CACHE: HeaderName = HeaderName::from_static("x-bt-use-cache");
+const X_BT_CACHE_TTL: HeaderName = HeaderName::from_static("x-bt-cache-ttl");
 
 pub const MAX_TTL_SECS: u64 = 7 * 24 * 3600;
 pub const DEFAULT_TTL_SECS: u64 = MAX_TTL_SECS;
@@ -46,18 +46,6 @@ pub struct Plan {
     pub ttl_secs: u64,
     /// Oldest acceptable entry, from `Cache-Control: max-age`.
     pub max_age_secs: Option<u64>,
-}
-
-/// Names are `HeaderName` constants: a `&str` name is parsed and lower-cased on every lookup.
-fn header<'h>(h: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>, ProxyError> {
-    let name_str = name.as_str();
-    match h.get(name) {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .map(|s| Some(s.trim()))
-            .map_err(|_| ProxyError::invalid_param(name_str, format!("{name_str} must be ASCII."))),
-    }
 }
 
 /// Is this request deterministic enough for `auto`?
@@ -78,7 +66,7 @@ pub fn plan(
     if matches!(kind, RouteKind::Realtime) {
         return Ok(None);
     }
-    let mode = header(headers, &X_BT_USE_CACHE)?.unwrap_or("auto");
+    let mode = crate::routing::header(headers, &X_BT_USE_CACHE)?.unwrap_or("auto");
     let applies = match mode {
         "auto" => deterministic(kind, body),
         "always" => true,
@@ -92,7 +80,7 @@ pub fn plan(
             ));
         }
     };
-    let ttl_secs = match header(headers, &X_BT_CACHE_TTL)? {
+    let ttl_secs = match crate::routing::header(headers, &X_BT_CACHE_TTL)? {
         None => DEFAULT_TTL_SECS,
         Some(v) => match v.parse::<u64>() {
             Ok(n) if (1..=MAX_TTL_SECS).contains(&n) => n,

@@ -10,10 +10,9 @@
 //!   non-empty) contains it.
 
 use std::collections::HashMap;
-
-use llm::catalog::{Catalog, Flavor, Format, ModelSpec};
 use std::sync::Arc;
 
+use llm::catalog::{Catalog, Flavor, Format, ModelSpec};
 use serde::Deserialize;
 
 /// The part of a credential's metadata that decides model eligibility.

@@ -6,15 +6,15 @@
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName};
-
-const X_BT_ORG_NAME: HeaderName = HeaderName::from_static("x-bt-org-name");
-const X_BT_PROJECT_ID: HeaderName = HeaderName::from_static("x-bt-project-id");
-const X_BT_PARENT: HeaderName = HeaderName::from_static("x-bt-parent");
 use llm::catalog::{Flavor, Format};
 
 use crate::eligibility::{Served, serves};
 use crate::error::ProxyError;
 use crate::snapshot::{ApiKey, Credential, Org, Project, Snapshot};
+
+const X_BT_ORG_NAME: HeaderName = HeaderName::from_static("x-bt-org-name");
+const X_BT_PROJECT_ID: HeaderName = HeaderName::from_static("x-bt-project-id");
+const X_BT_PARENT: HeaderName = HeaderName::from_static("x-bt-parent");
 
 /// What kind of call is being routed (decides which models and formats qualify).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,8 +89,12 @@ pub fn parse_parent(v: &str) -> Result<(&'static str, &str), ProxyError> {
     }
 }
 
-/// Names are `HeaderName` constants: a `&str` name is parsed and lower-cased on every lookup.
-fn header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>, ProxyError> {
+/// A request header as trimmed text (400 naming it when it is not ASCII). Names are
+/// `HeaderName` constants: a `&str` name is parsed and lower-cased on every lookup.
+pub(crate) fn header<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'h str>, ProxyError> {
     let name_str = name.as_str();
     match headers.get(name) {
         None => Ok(None),

@@ -98,27 +98,16 @@ fn insert_sql(backend: super::Backend, rows: usize) -> String {
 }
 
 /// Inserts rows in one statement; rows whose id already exists are skipped. Returns how many
-/// were stored. A full chunk (`rows_per_insert` rows) reuses one statement text per backend.
+/// were stored.
 pub async fn insert_batch<'e, E: Executor<'e, Database = Any>>(
     e: E,
     backend: super::Backend,
     rows: &[LogRow],
 ) -> DbResult<u64> {
-    static FULL: [std::sync::OnceLock<String>; 2] =
-        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
     if rows.is_empty() {
         return Ok(0);
     }
-    let sql = if rows.len() == rows_per_insert(backend) {
-        let slot = &FULL[backend as usize];
-        std::borrow::Cow::Borrowed(
-            slot.get_or_init(|| insert_sql(backend, rows.len()))
-                .as_str(),
-        )
-    } else {
-        std::borrow::Cow::Owned(insert_sql(backend, rows.len()))
-    };
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.into_owned()));
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_sql(backend, rows.len())));
     for r in rows {
         q = q
             .bind(r.id.clone())

@@ -236,12 +236,17 @@ pub(crate) async fn respond(
         let raw = (shape.client == ClientFormat::OpenAi).then_some(&body[..]);
         call.record.output = match &parsed {
             Some(p) => Some(crate::payload::log_text(raw, p)),
-            // Only the usage was read (`log_as_is`). An answer that is valid JSON but not an
-            // object (the usage read fails on it) is still logged as it is; a malformed one logs
-            // no output. The second check runs only on that rare path.
-            None => (well_formed || serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok())
-                .then(|| crate::payload::as_is(&body))
-                .flatten(),
+            // Only the usage was read, and `log_as_is` already checked the bytes' markers and
+            // size. An answer that is valid JSON but not an object (the usage read fails on it)
+            // is still logged as it is; a malformed one logs no output. The second check runs
+            // only on that rare path.
+            None if log_as_is
+                && (well_formed
+                    || serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok()) =>
+            {
+                std::str::from_utf8(&body).ok().map(str::to_owned)
+            }
+            None => None,
         };
     }
     let resp = if answer.mode == Mode::FakeStream {
