@@ -45,6 +45,9 @@ pub enum Reply {
     AbortAfterHeaders,
     /// Waits, then plays the inner reply.
     Delayed(Duration, Box<Reply>),
+    /// A 200 JSON answer whose body is these bytes as they are, encoded once by the test (a
+    /// 64 MiB answer re-encoded per request would take seconds under load).
+    Raw(Bytes),
 }
 
 impl Reply {
@@ -348,6 +351,7 @@ fn play(
                 "usage": usage_json(prompt_tokens, completion_tokens)
             }))
             .into_response(),
+            Reply::Raw(body) => ([(http::header::CONTENT_TYPE, "application/json")], body).into_response(),
             Reply::ToolCalls(calls) if !stream => {
                 let tcs: Vec<Value> = calls.iter().enumerate().map(|(i, (n, a))| json!({"id": format!("call_{i}"), "type": "function", "function": {"name": n, "arguments": a}})).collect();
                 axum::Json(json!({"id": "chatcmpl-fake2", "object": "chat.completion", "created": 1735689600, "model": model,

@@ -247,7 +247,12 @@ async fn slow_and_oversized_upstream_answers_are_bounded() {
     assert!(text.contains("idle timeout"), "{text}");
     assert!(!text.contains("[DONE]"), "{text}");
     // A whole answer over the 64 MiB response limit.
-    let huge = Reply::text(&"x".repeat(65 << 20));
+    let huge = Reply::Raw(
+        serde_json::to_vec(&json!({"id": "chatcmpl-huge", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "x".repeat(65 << 20)}, "finish_reason": "stop"}]}))
+        .unwrap()
+        .into(),
+    );
     a.set_default(huge.clone());
     b.set_default(huge);
     let (s, _, body) = node.chat(&key, "gpt-4o", &[]).await;
