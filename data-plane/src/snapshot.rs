@@ -163,6 +163,9 @@ const F_CREDENTIALS: usize = 6;
 const F_CATALOG: usize = 7;
 const F_SIGNING: usize = 8;
 
+/// Keys plus credentials to decode from which a snapshot is opened on two threads.
+const PARALLEL_ENTRIES: usize = 2_000;
+
 /// Splits an encoded `pb::Snapshot` into its top-level fields without decoding the entries:
 /// (version, created_at_ms, sections).
 fn split(buf: &[u8]) -> Result<(u64, i64, Sections), SnapshotError> {
@@ -345,133 +348,146 @@ impl Snapshot {
             }
         };
         let owners_same = orgs_same.is_some() && projects_same.is_some();
-        // An owner reference (org, and project within that org) that does not resolve.
-        let dangling = |what: String, org_id: &str, project_id: Option<&str>| {
+        // An owner reference (org, and project within that org) that does not resolve; `what`
+        // names the referrer, for the error only.
+        let dangling = |what: &dyn Fn() -> String, org_id: &str, project_id: Option<&str>| {
             if !orgs.contains_key(org_id) {
-                return Some(SnapshotError::Dangling(what, "org", org_id.to_string()));
+                return Some(SnapshotError::Dangling(what(), "org", org_id.to_string()));
             }
             match project_id {
                 Some(p) if projects.get(p).is_none_or(|pr| pr.org_id != org_id) => {
-                    Some(SnapshotError::Dangling(what, "project", p.to_string()))
+                    Some(SnapshotError::Dangling(what(), "project", p.to_string()))
                 }
                 _ => None,
             }
         };
 
-        let (keys, key_ids) = match same(F_KEYS) {
-            Some(p) => {
+        let keys_same = same(F_KEYS);
+        let keys = || -> Result<_, SnapshotError> {
+            if let Some(p) = keys_same {
                 if !owners_same {
                     for k in p.keys.values() {
-                        if let Some(e) = dangling(
-                            format!("api key {}", k.id),
-                            &k.org_id,
-                            k.project_id.as_deref(),
-                        ) {
+                        let what = || format!("api key {}", k.id);
+                        if let Some(e) = dangling(&what, &k.org_id, k.project_id.as_deref()) {
                             return Err(e);
                         }
                     }
                 }
-                (p.keys.clone(), p.key_ids.clone())
+                return Ok((p.keys.clone(), p.key_ids.clone()));
             }
-            None => {
-                let n = sections.0[F_KEYS].len();
-                let mut keys = Map::with_capacity_and_hasher(n, Default::default());
-                let mut key_ids = Map::with_capacity_and_hasher(n, Default::default());
-                for e in entries(F_KEYS) {
-                    let k = pb::ApiKey::decode(e).map_err(decode_err)?;
-                    let hash: [u8; 32] = k.key_hash.as_slice().try_into().map_err(|_| {
-                        SnapshotError::Decode(format!("api key {}: hash is not 32 bytes", k.id))
-                    })?;
-                    let project_id = non_empty(k.project_id);
-                    if let Some(e) = dangling(
-                        format!("api key {}", k.id),
-                        &k.org_id,
-                        project_id.as_deref(),
-                    ) {
-                        return Err(e);
-                    }
-                    let role = if k.role == "admin" {
-                        KeyRole::Admin
-                    } else {
-                        KeyRole::Proxy
-                    };
-                    key_ids.insert(k.id.clone(), hash);
-                    keys.insert(
-                        hash,
-                        ApiKey {
-                            id: k.id,
-                            org_id: k.org_id,
-                            project_id,
-                            role,
-                            name: k.name,
-                        },
-                    );
+            let n = sections.0[F_KEYS].len();
+            let mut keys = Map::with_capacity_and_hasher(n, Default::default());
+            let mut key_ids = Map::with_capacity_and_hasher(n, Default::default());
+            for e in entries(F_KEYS) {
+                let k = pb::ApiKey::decode(e).map_err(decode_err)?;
+                let hash: [u8; 32] = k.key_hash.as_slice().try_into().map_err(|_| {
+                    SnapshotError::Decode(format!("api key {}: hash is not 32 bytes", k.id))
+                })?;
+                let project_id = non_empty(k.project_id);
+                let what = || format!("api key {}", k.id);
+                if let Some(e) = dangling(&what, &k.org_id, project_id.as_deref()) {
+                    return Err(e);
                 }
-                (Arc::new(keys), Arc::new(key_ids))
+                let role = if k.role == "admin" {
+                    KeyRole::Admin
+                } else {
+                    KeyRole::Proxy
+                };
+                key_ids.insert(k.id.clone(), hash);
+                keys.insert(
+                    hash,
+                    ApiKey {
+                        id: k.id,
+                        org_id: k.org_id,
+                        project_id,
+                        role,
+                        name: k.name,
+                    },
+                );
             }
+            Ok((Arc::new(keys), Arc::new(key_ids)))
         };
 
-        let (org_credentials, project_credentials, credential_count) = match same(F_CREDENTIALS) {
-            Some(p) => {
+        let credentials_same = same(F_CREDENTIALS);
+        let credentials = || -> Result<_, SnapshotError> {
+            if let Some(p) = credentials_same {
                 if !owners_same {
                     for c in p.all_credentials() {
-                        if let Some(e) = dangling(
-                            format!("credential {}", c.id),
-                            &c.org_id,
-                            c.project_id.as_deref(),
-                        ) {
+                        let what = || format!("credential {}", c.id);
+                        if let Some(e) = dangling(&what, &c.org_id, c.project_id.as_deref()) {
                             return Err(e);
                         }
                     }
                 }
-                (
+                return Ok((
                     p.org_credentials.clone(),
                     p.project_credentials.clone(),
                     p.credential_count,
-                )
+                ));
             }
-            None => {
-                let mut org_credentials: Map<String, Vec<Arc<Credential>>> = Map::default();
-                let mut project_credentials: Map<String, Vec<Arc<Credential>>> = Map::default();
-                let mut seen = std::collections::HashSet::with_hasher(
-                    foldhash::quality::RandomState::default(),
-                );
-                let known: Map<&str, &Arc<Credential>> = previous
-                    .map(|p| p.all_credentials().map(|c| (c.id.as_str(), c)).collect())
-                    .unwrap_or_default();
-                for e in entries(F_CREDENTIALS) {
-                    let c = pb::Credential::decode(e).map_err(decode_err)?;
-                    if !seen.insert(c.id.clone()) {
-                        return Err(SnapshotError::Duplicate("credential", c.id));
-                    }
-                    let project_id = non_empty(c.project_id.clone());
-                    if let Some(e) = dangling(
-                        format!("credential {}", c.id),
-                        &c.org_id,
-                        project_id.as_deref(),
-                    ) {
-                        return Err(e);
-                    }
-                    let wire = wire_hash(&c);
-                    let cred = match known.get(c.id.as_str()) {
-                        Some(k) if k.wire == wire => Arc::clone(k),
-                        _ => Arc::new(credential(c, key, wire)?),
-                    };
-                    match &cred.project_id {
-                        Some(p) => project_credentials.entry(p.clone()).or_default().push(cred),
-                        None => org_credentials
-                            .entry(cred.org_id.clone())
-                            .or_default()
-                            .push(cred),
-                    }
+            let mut org_credentials: Map<String, Vec<Arc<Credential>>> = Map::default();
+            let mut project_credentials: Map<String, Vec<Arc<Credential>>> = Map::default();
+            let mut seen =
+                std::collections::HashSet::with_hasher(foldhash::quality::RandomState::default());
+            let known: Map<&str, &Arc<Credential>> = previous
+                .map(|p| p.all_credentials().map(|c| (c.id.as_str(), c)).collect())
+                .unwrap_or_default();
+            for e in entries(F_CREDENTIALS) {
+                let c = pb::Credential::decode(e).map_err(decode_err)?;
+                if !seen.insert(c.id.clone()) {
+                    return Err(SnapshotError::Duplicate("credential", c.id));
                 }
-                (
-                    Arc::new(org_credentials),
-                    Arc::new(project_credentials),
-                    seen.len(),
-                )
+                let project_id = non_empty(c.project_id.clone());
+                let what = || format!("credential {}", c.id);
+                if let Some(e) = dangling(&what, &c.org_id, project_id.as_deref()) {
+                    return Err(e);
+                }
+                let wire = wire_hash(&c);
+                let cred = match known.get(c.id.as_str()) {
+                    Some(k) if k.wire == wire => Arc::clone(k),
+                    _ => Arc::new(credential(c, key, wire)?),
+                };
+                match &cred.project_id {
+                    Some(p) => project_credentials.entry(p.clone()).or_default().push(cred),
+                    None => org_credentials
+                        .entry(cred.org_id.clone())
+                        .or_default()
+                        .push(cred),
+                }
             }
+            Ok((
+                Arc::new(org_credentials),
+                Arc::new(project_credentials),
+                seen.len(),
+            ))
         };
+
+        // Keys and credentials only read the owners: when both have many entries to decode (a
+        // node's first snapshot at scale), the credentials are opened on a second thread while
+        // this one decodes the keys. The keys' error, if any, is reported first, as in order.
+        let parallel = keys_same.is_none()
+            && credentials_same.is_none()
+            && sections.0[F_KEYS].len() + sections.0[F_CREDENTIALS].len() >= PARALLEL_ENTRIES;
+        let (keys, credentials) = if parallel {
+            std::thread::scope(|scope| {
+                let creds = std::thread::Builder::new()
+                    .name("snapshot-credentials".into())
+                    .spawn_scoped(scope, credentials);
+                let keys = keys();
+                let creds = match creds {
+                    Ok(handle) => handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                    // No thread to be had: open them here instead.
+                    Err(_) => credentials(),
+                };
+                (keys, creds)
+            })
+        } else {
+            (keys(), credentials())
+        };
+        let (keys, key_ids) = keys?;
+        let (org_credentials, project_credentials, credential_count) = credentials?;
 
         let signing_keys = match same(F_SIGNING) {
             Some(p) => p.signing_keys.clone(),
@@ -871,5 +887,56 @@ mod tests {
             Snapshot::build(bytes[..bytes.len() - 3].to_vec().into(), &k, Some(&grown)),
             Err(SnapshotError::Decode(_))
         ));
+    }
+
+    /// A first snapshot with many keys and credentials is opened on two threads: everything is
+    /// indexed as in order, and a broken entry on either side still rejects it whole, the keys'
+    /// error first.
+    #[test]
+    fn a_large_snapshot_is_opened_in_parallel_with_the_same_result() {
+        let k = key();
+        let n = PARALLEL_ENTRIES;
+        let creds: Vec<_> = (0..n / 2)
+            .map(|i| cred(&format!("c{i}"), "o1", "p1", &format!("sk-{i}"), &k))
+            .collect();
+        let mut big = snap(1, creds);
+        big.api_keys = (0..n)
+            .map(|i| pb::ApiKey {
+                id: format!("k{i}"),
+                org_id: "o1".into(),
+                project_id: "p1".into(),
+                role: "proxy".into(),
+                key_hash: {
+                    let mut h = vec![0u8; 32];
+                    h[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                    h
+                },
+                name: format!("k{i}"),
+            })
+            .collect();
+        let s = Snapshot::build(big.encode_to_vec().into(), &k, None).unwrap();
+        assert_eq!(s.keys.len(), n);
+        assert_eq!(s.key_ids.len(), n);
+        assert_eq!(s.credential_count, n / 2);
+        assert_eq!(s.project_credentials("p1").len(), n / 2);
+        assert_eq!(find(&s, "c7").secret.expose(), "sk-7");
+        assert_eq!(s.key_by_id("k11").map(|a| a.name.as_str()), Some("k11"));
+
+        // A credential that does not unseal, alone: its error.
+        let mut bad_cred = big.clone();
+        let last = bad_cred.credentials.len() - 1;
+        bad_cred.credentials[last].sealed_secret[20] ^= 1;
+        let want = SnapshotError::Unseal(format!("c{}", n / 2 - 1));
+        assert_eq!(
+            Snapshot::build(bad_cred.encode_to_vec().into(), &k, None).unwrap_err(),
+            want
+        );
+        // With a dangling key as well: the key's error, whichever thread finishes first.
+        let mut both = bad_cred;
+        both.api_keys[n - 1].project_id = "p-gone".into();
+        assert_eq!(
+            Snapshot::build(both.encode_to_vec().into(), &k, None).unwrap_err(),
+            SnapshotError::Dangling(format!("api key k{}", n - 1), "project", "p-gone".into())
+        );
     }
 }
