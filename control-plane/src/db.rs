@@ -84,6 +84,11 @@ pub struct Db {
     pool: AnyPool,
     backend: Backend,
     url: data_plane::secret::Secret,
+    /// SQLite has one write lock and no queue for it: a writer that finds it taken sleeps and
+    /// retries (busy_timeout), so a job committing many short transactions back to back can
+    /// keep another writer out past its timeout. The bulk writers (usage ingest, the rollup
+    /// job) take turns here instead, first come first served. Unused on PostgreSQL.
+    write_turns: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -144,6 +149,7 @@ impl Db {
             pool,
             backend,
             url: data_plane::secret::Secret::new(url),
+            write_turns: Default::default(),
         })
     }
 
@@ -158,6 +164,15 @@ impl Db {
     /// The URL this pool connects to (for a dedicated LISTEN connection).
     pub fn url(&self) -> &data_plane::secret::Secret {
         &self.url
+    }
+
+    /// On SQLite, waits for this process's turn to write (see `write_turns`) and holds it until
+    /// the guard is dropped; on PostgreSQL, returns at once (its row locks queue writers).
+    pub async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.write_turns.lock().await),
+            Backend::Postgres => None,
+        }
     }
 
     pub async fn begin(&self) -> DbResult<Tx> {

@@ -532,6 +532,7 @@ pub async fn count_dirty(db: &super::Db, now: i64) -> DbResult<i64> {
 /// there, and removes the period's mark unless ingest marked it again meanwhile (its rows may
 /// not have been visible). Returns false when the mark was already gone (another replica).
 pub async fn roll_up(db: &super::Db, org_id: &str, level: Level, period: i64) -> DbResult<bool> {
+    let _turn = db.write_turn().await;
     let mut tx = db.begin().await?;
     // A write first: SQLite's write lock is taken up front (no read-to-write upgrade), and on
     // PostgreSQL the mark's row lock makes an ingest marking this period wait for this commit.

@@ -89,6 +89,7 @@ pub async fn store(
     let total = records.len() as u32;
     let rows: Vec<LogRow> = records.into_iter().filter_map(to_row).collect();
     let invalid = total - rows.len() as u32;
+    let _turn = st.db().write_turn().await;
     let mut tx = st.db().begin().await?;
     let mut stored = 0u64;
     let backend = st.db().backend();

@@ -421,3 +421,37 @@ async fn usage_from_rollups_matches_the_logs() {
         assert_eq!(n, 0, "{table} after the org was deleted");
     }
 }
+
+/// On SQLite the bulk writers (ingest, the rollup job) take turns at the one write lock, first
+/// come first served, instead of retrying against it: a turn held keeps the next writer waiting
+/// and hands over when released. PostgreSQL queues writers itself: no turn is taken.
+#[tokio::test]
+async fn bulk_writers_take_turns_on_sqlite() {
+    let app = TestApp::spawn().await;
+    let st = app.running.as_ref().unwrap().state.clone();
+    let db = st.db().clone();
+    let held = db.write_turn().await;
+    if app.db.backend == "postgres" {
+        assert!(held.is_none());
+        return;
+    }
+    assert!(held.is_some());
+    let now = st.now_ms();
+    let recs = vec![record(&app, 1, "gpt-4o", 200, now - 1000)];
+    let ingest = tokio::spawn({
+        let st = st.clone();
+        async move { control_plane::grpc::logs::store(&st, recs).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !ingest.is_finished(),
+        "ingest wrote while another turn was held"
+    );
+    drop(held);
+    let (stored, dup) = tokio::time::timeout(std::time::Duration::from_secs(10), ingest)
+        .await
+        .expect("ingest did not get its turn")
+        .unwrap()
+        .unwrap();
+    assert_eq!((stored, dup), (1, 0));
+}
