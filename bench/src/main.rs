@@ -243,6 +243,51 @@ impl Outcome {
     }
 }
 
+fn env_u64(k: &str, d: u64) -> u64 {
+    std::env::var(k)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(d)
+}
+
+/// The scenario name of the reference chat point taken just before the configuration grows.
+const SCALE_BEFORE: &str = "chat before scaling";
+
+/// Chat at c=16 on the first node, then the configuration grown to `BENCH_PROJECTS` projects
+/// (see [`scale::config_at_scale`]), then the same chat again. Both chat points start once the
+/// stack is quiet and follow each other directly (same database, same nodes, same machine
+/// state), so the only difference between them is the configuration's size.
+async fn scale_points(
+    stack: &mut Stack,
+    cp_pid: u32,
+    target: &Target,
+    body: &Bytes,
+    dur: Duration,
+) -> Result<(scale::ScaleFigures, Row, Row), Error> {
+    let quiet = |stack: &Stack| {
+        let mut pids: Vec<u32> = stack.nodes.iter().map(|(p, _)| p.pid()).collect();
+        pids.push(cp_pid);
+        pids
+    };
+    let node_pid = stack.nodes[0].0.pid();
+    settle(&quiet(stack), Duration::from_secs(20)).await;
+    let m = CpuMark::start(node_pid, cp_pid);
+    let o = drive(target, body, 16, dur).await?;
+    let before = row_cpu(SCALE_BEFORE, "data plane", 16, &o, m.spent());
+    let fig = scale::config_at_scale(stack, env_u64("BENCH_PROJECTS", 10_000)).await?;
+    settle(&quiet(stack), Duration::from_secs(20)).await;
+    let m = CpuMark::start(node_pid, cp_pid);
+    let o = drive(target, body, 16, dur).await?;
+    let after = row_cpu(
+        &format!("chat at {} projects", fig.projects),
+        "data plane",
+        16,
+        &o,
+        m.spent(),
+    );
+    Ok((fig, before, after))
+}
+
 /// Waits (up to `max`) until none of `pids` uses more than a tenth of a core over 500 ms, so a
 /// measurement starts in steady state rather than while a configuration change is still being
 /// built, sent and applied.
@@ -853,6 +898,25 @@ async fn main() -> Result<(), Error> {
         println!("sent {n}: {} ok, {} errors", o.ok, o.errors);
         return Ok(());
     }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("scale") {
+        // Quick iteration on the configuration-at-scale figures: usage rows first (as in the
+        // full run, so the database is the same size), then the scale points; no report files.
+        let rows = env_u64("BENCH_USAGE_ROWS", 1_000_000);
+        if rows > 0 {
+            scale::usage_query(&stack, rows).await?;
+        }
+        let (fig, before, after) = scale_points(
+            &mut stack,
+            cp_pid,
+            &proxied("/chat/completions"),
+            &chat,
+            dur,
+        )
+        .await?;
+        println!("{}", scenario_table(&[before, after]));
+        println!("{fig:#?}");
+        return Ok(());
+    }
     let mut rows = Vec::new();
     let mut rss_load: f64 = 0.0;
     // The node's log queue depth at the moment RSS is read (queued records hold memory).
@@ -1015,33 +1079,22 @@ async fn main() -> Result<(), Error> {
     }
     let (prop_p50, prop_p99) = (pct(&prop, 0.5), pct(&prop, 0.99));
 
-    let env_u64 = |k: &str, d: u64| {
-        std::env::var(k)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(d)
-    };
     // Fault run: 3 credentials, one flapping between healthy and 503 every 2 s; 500 req/s, so
     // 10,000 requests span 20 s (10 flips).
     let fault_n = env_u64("BENCH_FAULT_REQUESTS", 10_000);
     let fault = scale::fault_run(&stack, node, up, fault_n, 500.0, Duration::from_secs(2)).await?;
     // Usage query on a million log rows (ingested over LogService.Ingest).
     let usage = scale::usage_query(&stack, env_u64("BENCH_USAGE_ROWS", 1_000_000)).await?;
-    // Configuration at 10,000 projects / 50,000 keys / 20,000 credentials, then the chat
-    // scenario again on the first node.
-    let scale_fig = scale::config_at_scale(&mut stack, env_u64("BENCH_PROJECTS", 10_000)).await?;
-    let mut quiet: Vec<u32> = stack.nodes.iter().map(|(p, _)| p.pid()).collect();
-    quiet.push(cp_pid);
-    settle(&quiet, Duration::from_secs(20)).await;
-    let m = CpuMark::start(node_pid, cp_pid);
-    let o = drive(&proxied("/chat/completions"), &chat, 16, dur).await?;
-    rows.push(row_cpu(
-        &format!("chat at {} projects", scale_fig.projects),
-        "data plane",
-        16,
-        &o,
-        m.spent(),
-    ));
+    let (scale_fig, before, after) = scale_points(
+        &mut stack,
+        cp_pid,
+        &proxied("/chat/completions"),
+        &chat,
+        dur,
+    )
+    .await?;
+    rows.push(before);
+    rows.push(after);
 
     // Targets.
     let find = |s: &str, p: &str, c: usize| {
@@ -1166,7 +1219,7 @@ async fn main() -> Result<(), Error> {
         scale_fig.propagation_p99_ms <= 1000.0,
     ));
     if let (Some(small), Some(big)) = (
-        find("chat", "data plane", 16),
+        rows.iter().find(|r| r.scenario == SCALE_BEFORE),
         rows.iter()
             .find(|r| r.scenario.starts_with("chat at ") && r.concurrency == 16),
     ) {

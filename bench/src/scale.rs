@@ -297,6 +297,7 @@ pub async fn usage_query(stack: &Stack, rows: u64) -> Result<UsageFigures, Error
 
 // ---- configuration at scale ------------------------------------------------------------------
 
+#[derive(Debug)]
 pub struct ScaleFigures {
     pub projects: u64,
     pub api_keys: u64,

@@ -19,7 +19,7 @@ fn id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-fn main() {
+fn main() -> Result<(), data_plane::snapshot::SnapshotError> {
     let projects: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
@@ -90,11 +90,11 @@ fn main() {
     for _ in 0..rounds {
         let rss0 = rss_mib();
         let t = Instant::now();
-        let whole = Snapshot::build(first.clone(), &key, None).expect("first snapshot");
+        let whole = Snapshot::build(first.clone(), &key, None)?;
         let whole_ms = t.elapsed().as_secs_f64() * 1000.0;
         let rss1 = rss_mib();
         let t = Instant::now();
-        let change = Snapshot::build(second.clone(), &key, Some(&whole)).expect("second snapshot");
+        let change = Snapshot::build(second.clone(), &key, Some(&whole))?;
         let change_ms = t.elapsed().as_secs_f64() * 1000.0;
         let t = Instant::now();
         drop(whole);
@@ -104,6 +104,7 @@ fn main() {
             "whole {whole_ms:.1} ms (RSS {rss0:.1} → {rss1:.1} MiB), one change {change_ms:.1} ms, drop {drop_ms:.1} ms"
         );
     }
+    Ok(())
 }
 
 /// 32 distinct bytes per index (the key hash's shape; its value does not matter here).
