@@ -1,6 +1,6 @@
 //! Periodic housekeeping: expired sessions, and request logs older than the retention period
-//! (`AIPROXY_LOG_RETENTION_DAYS`, default 30; 0 keeps logs forever), deleted in chunks, with
-//! their hourly usage rollups.
+//! (`AIPROXY_LOG_RETENTION_DAYS`, default 30; 0 keeps logs forever), deleted in chunks per org,
+//! with their hourly usage rollups.
 
 use std::time::Duration;
 
@@ -38,21 +38,45 @@ pub fn spawn(st: AppState, shutdown: CancellationToken) -> tokio::task::JoinHand
     })
 }
 
-/// Deletes request logs past retention, 10 000 rows per statement; returns how many went.
+/// Deletes request logs past retention, org by org, in chunks (10,000 rows per statement on
+/// PostgreSQL; 2,000 on SQLite, each in its turn at the write lock and followed by a short
+/// pause, so ingest and the admin API keep writing while a backlog is worked off); returns how
+/// many went.
 pub async fn apply_retention(st: &AppState) -> u64 {
     let days = st.config().log_retention_days;
     if days == 0 {
         return 0;
     }
     let before = st.now_ms() - i64::from(days) * 86_400_000;
+    let sqlite = st.db().backend() == db::Backend::Sqlite;
+    let chunk = if sqlite { 2_000 } else { 10_000 };
+    let orgs = match db::logs::log_org_ids(st.db().pool()).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "log retention failed");
+            return 0;
+        }
+    };
     let mut total = 0;
-    loop {
-        match db::logs::delete_older_than(st.db().pool(), before, 10_000).await {
-            Ok(0) => break,
-            Ok(n) => total += n,
-            Err(e) => {
-                tracing::warn!(error = %e, "log retention failed");
-                return total;
+    for org in orgs {
+        loop {
+            let turn = st.db().write_turn().await;
+            let deleted = db::logs::delete_older_than(st.db().pool(), &org, before, chunk).await;
+            drop(turn);
+            match deleted {
+                Ok(n) => {
+                    total += n;
+                    if n < chunk as u64 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "log retention failed");
+                    return total;
+                }
+            }
+            if sqlite {
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
     }

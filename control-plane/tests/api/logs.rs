@@ -222,6 +222,40 @@ async fn retention_deletes_old_logs() {
     control_plane::grpc::logs::store(st, vec![old, new])
         .await
         .unwrap();
+    // Another org's logs: more old rows than one deletion chunk holds (2,000 on SQLite), and
+    // one recent row. Retention goes org by org and chunk by chunk.
+    let mut other: Vec<UsageRecord> = (0..2_500)
+        .map(|i| UsageRecord {
+            org_id: "org-b".into(),
+            project_id: "project-b".into(),
+            ..record(&app, i, "gpt-4o", 200, now - 2 * 86_400_000)
+        })
+        .collect();
+    other.push(UsageRecord {
+        org_id: "org-b".into(),
+        project_id: "project-b".into(),
+        ..record(&app, 9, "gpt-4o", 200, now)
+    });
+    for batch in other.chunks(1_000) {
+        control_plane::grpc::logs::store(st, batch.to_vec())
+            .await
+            .unwrap();
+    }
+    let rows = |org: &'static str| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM request_logs WHERE org_id = $1",
+        )
+        .bind(org)
+        .fetch_one(st.db().pool())
+        .await
+        .unwrap()
+    };
+    assert_eq!(rows("org-b").await, 2_501);
+    // Only the first org's rollups are counted below.
+    sqlx::query("DELETE FROM usage_dirty WHERE org_id = 'org-b'")
+        .execute(st.db().pool())
+        .await
+        .unwrap();
     control_plane::service::rollup::run_pass(st).await.unwrap();
     let rollups = || async {
         sqlx::query_scalar::<_, i64>("SELECT CAST(COUNT(*) AS BIGINT) FROM usage_rollup")
@@ -232,8 +266,9 @@ async fn retention_deletes_old_logs() {
     assert_eq!(rollups().await, 2, "the old log's hour and day");
     assert_eq!(
         control_plane::service::housekeeping::apply_retention(st).await,
-        1
+        2_501
     );
+    assert_eq!(rows("org-b").await, 1, "the other org's recent row stays");
     assert_eq!(rollups().await, 0, "rollups past retention go too");
     let (_, u) = app
         .get(&format!("/api/v1/orgs/{}/usage?group_by=model", app.org_id))
