@@ -87,7 +87,8 @@ pub struct Db {
     /// SQLite has one write lock and no queue for it: a writer that finds it taken sleeps and
     /// retries (busy_timeout), so a job committing many short transactions back to back can
     /// keep another writer out past its timeout. The bulk writers (usage ingest, the rollup
-    /// job) take turns here instead, first come first served. Unused on PostgreSQL.
+    /// job, log retention) take turns here instead, first come first served. Unused on
+    /// PostgreSQL.
     write_turns: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
