@@ -51,17 +51,61 @@ impl Histogram {
     }
 }
 
+/// Series are keyed by their label values joined with NUL into one string, the model last (it
+/// is the only label a client chooses, so it alone may hold a NUL): looking one up borrows a
+/// reused buffer, and only a series' first observation allocates its key.
 #[derive(Default)]
 struct Inner {
-    requests: BTreeMap<(String, String, String, u16), u64>,
-    duration: BTreeMap<(String, String, String), Histogram>,
-    ttft: BTreeMap<(String, String), Histogram>,
+    /// Key buffer, reused by every observation.
+    scratch: String,
+    /// route, provider, status, model
+    requests: BTreeMap<String, u64>,
+    /// route, provider, model
+    duration: BTreeMap<String, Histogram>,
+    /// provider, model
+    ttft: BTreeMap<String, Histogram>,
+    /// provider
     upstream: BTreeMap<String, Histogram>,
-    tokens: BTreeMap<(String, String, &'static str), u64>,
-    cost: BTreeMap<(String, String), f64>,
+    /// token type, provider, model
+    tokens: BTreeMap<String, u64>,
+    /// provider, model
+    cost: BTreeMap<String, f64>,
     errors: BTreeMap<String, u64>,
-    attempts: BTreeMap<(String, &'static str), u64>,
+    /// outcome, provider
+    attempts: BTreeMap<String, u64>,
     dropped: BTreeMap<&'static str, u64>,
+}
+
+/// Applies `f` to the series under `key`, created (and its key allocated) on first use.
+fn with<V: Default>(map: &mut BTreeMap<String, V>, key: &str, f: impl FnOnce(&mut V)) {
+    if let Some(v) = map.get_mut(key) {
+        f(v);
+        return;
+    }
+    let mut v = V::default();
+    f(&mut v);
+    map.insert(key.to_owned(), v);
+}
+
+/// `parts` joined with NUL into `buf` (cleared first).
+fn key<'b>(buf: &'b mut String, parts: &[&str]) -> &'b str {
+    buf.clear();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            buf.push('\0');
+        }
+        buf.push_str(p);
+    }
+    buf
+}
+
+/// A key's `N` label values (the last takes the rest).
+fn labels<const N: usize>(k: &str) -> [&str; N] {
+    let mut out = [""; N];
+    for (slot, part) in out.iter_mut().zip(k.splitn(N, '\0')) {
+        *slot = part;
+    }
+    out
 }
 
 #[derive(Default)]
@@ -82,55 +126,60 @@ fn esc(s: &str) -> String {
 
 impl Metrics {
     pub fn observe(&self, r: &RequestRecord) {
-        let Ok(mut m) = self.inner.lock() else { return };
-        let provider = if r.provider_type.is_empty() {
-            "none".to_string()
-        } else {
-            r.provider_type.clone()
+        let Ok(mut guard) = self.inner.lock() else {
+            return;
         };
-        *m.requests
-            .entry((
-                r.route.to_string(),
-                r.model.clone(),
-                provider.clone(),
-                r.status,
-            ))
-            .or_default() += 1;
-        m.duration
-            .entry((r.route.to_string(), r.model.clone(), provider.clone()))
-            .or_default()
-            .observe(r.latency_ms as f64 / 1000.0);
+        let m = &mut *guard;
+        let b = &mut m.scratch;
+        let provider = if r.provider_type.is_empty() {
+            "none"
+        } else {
+            r.provider_type.as_str()
+        };
+        let model = r.model.as_str();
+        let mut digits = itoa::Buffer::new();
+        let status = digits.format(r.status);
+        with(
+            &mut m.requests,
+            key(b, &[r.route, provider, status, model]),
+            |n| *n += 1,
+        );
+        with(&mut m.duration, key(b, &[r.route, provider, model]), |h| {
+            h.observe(r.latency_ms as f64 / 1000.0)
+        });
         if r.ttft_ms > 0 {
-            m.ttft
-                .entry((r.model.clone(), provider.clone()))
-                .or_default()
-                .observe(r.ttft_ms as f64 / 1000.0);
+            with(&mut m.ttft, key(b, &[provider, model]), |h| {
+                h.observe(r.ttft_ms as f64 / 1000.0)
+            });
         }
         for a in &r.attempts {
-            m.upstream
-                .entry(a.provider.clone())
-                .or_default()
-                .observe(a.latency_ms as f64 / 1000.0);
+            with(&mut m.upstream, &a.provider, |h| {
+                h.observe(a.latency_ms as f64 / 1000.0)
+            });
             let outcome = if a.error.is_empty() && a.status < 400 {
                 "success"
             } else {
                 "failure"
             };
-            *m.attempts.entry((a.provider.clone(), outcome)).or_default() += 1;
+            with(&mut m.attempts, key(b, &[outcome, &a.provider]), |n| {
+                *n += 1
+            });
         }
         if r.usage.prompt_tokens > 0 || r.usage.completion_tokens > 0 {
-            *m.tokens
-                .entry((r.model.clone(), provider.clone(), "input"))
-                .or_default() += r.usage.prompt_tokens;
-            *m.tokens
-                .entry((r.model.clone(), provider.clone(), "output"))
-                .or_default() += r.usage.completion_tokens;
+            with(&mut m.tokens, key(b, &["input", provider, model]), |n| {
+                *n += r.usage.prompt_tokens
+            });
+            with(&mut m.tokens, key(b, &["output", provider, model]), |n| {
+                *n += r.usage.completion_tokens
+            });
         }
         if r.cost_usd > 0.0 {
-            *m.cost.entry((r.model.clone(), provider)).or_default() += r.cost_usd;
+            with(&mut m.cost, key(b, &[provider, model]), |c| {
+                *c += r.cost_usd
+            });
         }
         if !r.error_type.is_empty() {
-            *m.errors.entry(r.error_type.clone()).or_default() += 1;
+            with(&mut m.errors, &r.error_type, |n| *n += 1);
         }
     }
 
@@ -160,7 +209,8 @@ impl Metrics {
             "counter",
             "Proxied requests by route, model, provider and status.",
         );
-        for ((route, model, provider, status), n) in &m.requests {
+        for (k, n) in &m.requests {
+            let [route, provider, status, model] = labels(k);
             let _ = writeln!(
                 out,
                 "aiproxy_requests_total{{route=\"{route}\",model=\"{}\",provider=\"{provider}\",status=\"{status}\"}} {n}",
@@ -173,7 +223,8 @@ impl Metrics {
             "histogram",
             "End-to-end duration of proxied requests.",
         );
-        for ((route, model, provider), h) in &m.duration {
+        for (k, h) in &m.duration {
+            let [route, provider, model] = labels(k);
             h.render(
                 &mut out,
                 "gen_ai_client_operation_duration_seconds",
@@ -189,7 +240,8 @@ impl Metrics {
             "histogram",
             "Time to the first content token.",
         );
-        for ((model, provider), h) in &m.ttft {
+        for (k, h) in &m.ttft {
+            let [provider, model] = labels(k);
             h.render(
                 &mut out,
                 "gen_ai_server_time_to_first_token_seconds",
@@ -218,7 +270,8 @@ impl Metrics {
             "counter",
             "Tokens by model, provider and type (input, output).",
         );
-        for ((model, provider, t), n) in &m.tokens {
+        for (k, n) in &m.tokens {
+            let [t, provider, model] = labels(k);
             let _ = writeln!(
                 out,
                 "gen_ai_client_token_usage{{gen_ai_request_model=\"{}\",gen_ai_system=\"{provider}\",gen_ai_token_type=\"{t}\"}} {n}",
@@ -231,7 +284,8 @@ impl Metrics {
             "counter",
             "Cost in USD from the catalog's prices.",
         );
-        for ((model, provider), c) in &m.cost {
+        for (k, c) in &m.cost {
+            let [provider, model] = labels(k);
             let _ = writeln!(
                 out,
                 "aiproxy_cost_usd_total{{model=\"{}\",provider=\"{provider}\"}} {c}",
@@ -253,7 +307,8 @@ impl Metrics {
             "counter",
             "Upstream attempts by provider and outcome.",
         );
-        for ((p, o), n) in &m.attempts {
+        for (k, n) in &m.attempts {
+            let [o, p] = labels(k);
             let _ = writeln!(
                 out,
                 "aiproxy_upstream_attempts_total{{provider=\"{p}\",outcome=\"{o}\"}} {n}"
@@ -343,5 +398,61 @@ mod tests {
         assert!(t.contains("gen_ai_client_token_usage{gen_ai_request_model=\"gpt-4o\",gen_ai_system=\"openai\",gen_ai_token_type=\"input\"} 10"));
         assert!(t.contains("gen_ai_client_operation_duration_seconds_bucket{route=\"chat_completions\",gen_ai_request_model=\"gpt-4o\",gen_ai_system=\"openai\",le=\"0.25\"} 1"));
         assert!(t.contains("aiproxy_log_records_dropped_total{reason=\"queue_full\"} 2"));
+        assert!(t.contains("gen_ai_server_time_to_first_token_seconds_count{gen_ai_request_model=\"gpt-4o\",gen_ai_system=\"openai\"} 1"), "{t}");
+        assert!(
+            t.contains("aiproxy_cost_usd_total{model=\"gpt-4o\",provider=\"openai\"} 0.001"),
+            "{t}"
+        );
+    }
+
+    /// Series keep their labels apart whatever the model name holds (the NUL that joins a key's
+    /// labels included), and count into the same series on every observation.
+    #[test]
+    fn series_keep_their_labels_apart() {
+        let m = Metrics::default();
+        let attempt = |provider: &str, status: u16, error: &str| crate::record::Attempt {
+            provider: provider.into(),
+            status,
+            error: error.into(),
+            latency_ms: 30,
+            ..Default::default()
+        };
+        let ok = RequestRecord {
+            route: "chat_completions",
+            model: "gpt-4o".into(),
+            provider_type: "openai".into(),
+            status: 200,
+            latency_ms: 50,
+            attempts: vec![
+                attempt("openai", 503, "upstream 503"),
+                attempt("openai", 200, ""),
+            ],
+            ..Default::default()
+        };
+        for _ in 0..3 {
+            m.observe(&ok);
+        }
+        let odd = RequestRecord {
+            route: "chat_completions",
+            model: "we\"ird\0openai\0model".into(),
+            status: 404,
+            latency_ms: 5,
+            error_type: "model_not_found".into(),
+            ..Default::default()
+        };
+        m.observe(&odd);
+        let t = m.render("");
+        for line in [
+            "aiproxy_requests_total{route=\"chat_completions\",model=\"gpt-4o\",provider=\"openai\",status=\"200\"} 3",
+            "aiproxy_requests_total{route=\"chat_completions\",model=\"we\\\"ird\0openai\0model\",provider=\"none\",status=\"404\"} 1",
+            "gen_ai_client_operation_duration_seconds_count{route=\"chat_completions\",gen_ai_request_model=\"gpt-4o\",gen_ai_system=\"openai\"} 3",
+            "aiproxy_upstream_attempts_total{provider=\"openai\",outcome=\"success\"} 3",
+            "aiproxy_upstream_attempts_total{provider=\"openai\",outcome=\"failure\"} 3",
+            "aiproxy_upstream_attempt_duration_seconds_count{gen_ai_system=\"openai\"} 6",
+            "aiproxy_errors_total{type=\"model_not_found\"} 1",
+        ] {
+            assert!(t.contains(line), "{line} missing from\n{t}");
+        }
+        assert_eq!(t.matches("aiproxy_requests_total{").count(), 2, "{t}");
     }
 }
