@@ -898,6 +898,8 @@ async fn main() -> Result<(), Error> {
         println!("sent {n}: {} ok, {} errors", o.ok, o.errors);
         return Ok(());
     }
+    // Chat with usage and payload logging, the configuration-at-scale points' load.
+    let logged_chat = proxied("/chat/completions");
     if std::env::var("BENCH_ONLY").as_deref() == Ok("scale") {
         // Quick iteration on the configuration-at-scale figures: usage rows first (as in the
         // full run, so the database is the same size), then the scale points; no report files.
@@ -905,14 +907,8 @@ async fn main() -> Result<(), Error> {
         if rows > 0 {
             scale::usage_query(&stack, rows).await?;
         }
-        let (fig, before, after) = scale_points(
-            &mut stack,
-            cp_pid,
-            &proxied("/chat/completions"),
-            &chat,
-            dur,
-        )
-        .await?;
+        let (fig, before, after) =
+            scale_points(&mut stack, cp_pid, &logged_chat, &chat, dur).await?;
         println!("{}", scenario_table(&[before, after]));
         println!("{fig:#?}");
         return Ok(());
@@ -1085,14 +1081,8 @@ async fn main() -> Result<(), Error> {
     let fault = scale::fault_run(&stack, node, up, fault_n, 500.0, Duration::from_secs(2)).await?;
     // Usage query on a million log rows (ingested over LogService.Ingest).
     let usage = scale::usage_query(&stack, env_u64("BENCH_USAGE_ROWS", 1_000_000)).await?;
-    let (scale_fig, before, after) = scale_points(
-        &mut stack,
-        cp_pid,
-        &proxied("/chat/completions"),
-        &chat,
-        dur,
-    )
-    .await?;
+    let (scale_fig, before, after) =
+        scale_points(&mut stack, cp_pid, &logged_chat, &chat, dur).await?;
     rows.push(before);
     rows.push(after);
 
