@@ -853,8 +853,9 @@ async fn main() -> Result<(), Error> {
         url: format!("http://{base}/v1/chat/completions"),
         headers: vec![],
     };
-    let proxied = |path: &str| Target {
-        url: format!("http://{node}/v1/proxy{path}"),
+    // The node's chat route with auth, routing and usage and payload logging: most points' target.
+    let logged_chat = Target {
+        url: format!("http://{node}/v1/proxy/chat/completions"),
         headers: vec![
             ("authorization".into(), format!("Bearer {key}")),
             ("x-bt-parent".into(), "project_name:default".into()),
@@ -871,18 +872,8 @@ async fn main() -> Result<(), Error> {
         // Repeatable cost: exactly BENCH_COUNT logged chat requests at c=4, then the node is
         // stopped (SIGTERM) so a tool it runs under (BENCH_NODE_WRAP) writes its totals. Two
         // runs with different counts give instructions per request by difference.
-        let n = std::env::var("BENCH_COUNT")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(2000);
-        let o = load(
-            &proxied("/chat/completions"),
-            &chat,
-            4,
-            Until::Requests(n),
-            None,
-        )
-        .await?;
+        let n = env_u64("BENCH_COUNT", 2000);
+        let o = load(&logged_chat, &chat, 4, Until::Requests(n), None).await?;
         // Let the shipper send its last batch before the node stops.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let _ = Command::new("kill").arg(node_pid.to_string()).status();
@@ -898,8 +889,6 @@ async fn main() -> Result<(), Error> {
         println!("sent {n}: {} ok, {} errors", o.ok, o.errors);
         return Ok(());
     }
-    // Chat with usage and payload logging, the configuration-at-scale points' load.
-    let logged_chat = proxied("/chat/completions");
     if std::env::var("BENCH_ONLY").as_deref() == Ok("scale") {
         // Quick iteration on the configuration-at-scale figures: usage rows first (as in the
         // full run, so the database is the same size), then the scale points; no report files.
@@ -941,8 +930,7 @@ async fn main() -> Result<(), Error> {
         let o = drive(&via_base, &chat, c, dur).await?;
         rows.push(row_cpu("chat", "baseline proxy", c, &o, m.spent()));
         let m = CpuMark::start(node_pid, cp_pid);
-        let t = proxied("/chat/completions");
-        let load = drive(&t, &chat, c, dur);
+        let load = drive(&logged_chat, &chat, c, dur);
         let (o, (rss, depth)) = tokio::join!(load, async {
             tokio::time::sleep(dur / 2).await;
             (rss_mib(node_pid), queue_depth().await.unwrap_or(0))
@@ -957,16 +945,15 @@ async fn main() -> Result<(), Error> {
     // Logging cost: the same load with and without `x-bt-parent` (without it, usage records
     // only, no payloads).
     let c = 16;
-    let mut unlogged = proxied("/chat/completions");
+    let mut unlogged = logged_chat.clone();
     unlogged.headers.retain(|(k, _)| k != "x-bt-parent");
     // Interleaved in four slices each (with, without, with, …) and pooled, so drift in the
     // machine's speed falls on both sides alike.
-    let logged = proxied("/chat/completions");
     let slice = dur / 4;
     // Each side: the pooled outcome and (proxy, control plane) CPU seconds.
     let (mut with, mut without) = (None::<(Outcome, (f64, f64))>, None);
     for _ in 0..4 {
-        for (t, acc) in [(&logged, &mut with), (&unlogged, &mut without)] {
+        for (t, acc) in [(&logged_chat, &mut with), (&unlogged, &mut without)] {
             let m = CpuMark::start(node_pid, cp_pid);
             let o = drive(t, &chat, c, slice).await?;
             let (p, k) = m.spent();
@@ -1001,7 +988,7 @@ async fn main() -> Result<(), Error> {
     let o = drive(&via_base, &chat_stream, c, dur).await?;
     rows.push(row("stream (20 chunks)", "baseline proxy", c, &o, None));
     let cpu0 = cpu_secs(node_pid);
-    let o = drive(&proxied("/chat/completions"), &chat_stream, c, dur).await?;
+    let o = drive(&logged_chat, &chat_stream, c, dur).await?;
     let same_cpu = cpu_secs(node_pid) - cpu0;
     rows.push(row(
         "stream (20 chunks)",
@@ -1024,7 +1011,7 @@ async fn main() -> Result<(), Error> {
         None,
     ));
     let cpu0 = cpu_secs(node_pid);
-    let o = drive(&proxied("/chat/completions"), &claude_stream, c, dur).await?;
+    let o = drive(&logged_chat, &claude_stream, c, dur).await?;
     let tr_cpu = cpu_secs(node_pid) - cpu0;
     rows.push(row(
         "OpenAI→Anthropic stream",

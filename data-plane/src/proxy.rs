@@ -109,7 +109,7 @@ impl Call {
     }
 }
 
-const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 fn request_id(headers: &HeaderMap) -> String {
     headers

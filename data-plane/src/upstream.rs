@@ -458,7 +458,7 @@ pub fn copy_response_headers(from: &HeaderMap, to: &mut HeaderMap) {
         }
     }
     const IDS: [HeaderName; 3] = [
-        HeaderName::from_static("x-request-id"),
+        crate::proxy::X_REQUEST_ID,
         HeaderName::from_static("request-id"),
         HeaderName::from_static("apim-request-id"),
     ];
