@@ -28,7 +28,19 @@ async fn a_change_reaches_running_nodes_without_restart() {
         let (s, _, b) = n.chat(&key, "gpt-4o", &[]).await;
         assert_eq!(s, StatusCode::OK, "{b}");
     }
-    let (_, nodes) = cp.api("GET", "/api/v1/nodes", None).await;
+    // A node serves a version before it acknowledges it (after writing its disk cache): the
+    // control plane's listing catches up within moments.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let nodes = loop {
+        let (_, nodes) = cp.api("GET", "/api/v1/nodes", None).await;
+        let acked = nodes
+            .as_array()
+            .is_some_and(|a| a.iter().all(|n| n["applied_version"].as_u64() == Some(v)));
+        if acked || std::time::Instant::now() > deadline {
+            break nodes;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let listed = nodes.as_array().unwrap();
     assert_eq!(listed.len(), 2, "{nodes}");
     for n in listed {
