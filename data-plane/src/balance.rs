@@ -360,13 +360,15 @@ impl Balancer {
         let Ok(mut map) = self.states.lock() else {
             return Arc::new(CredState::new(cred));
         };
-        let entry = map
-            .entry(cred.id.clone())
-            .or_insert_with(|| Arc::new(CredState::new(cred)));
-        if entry.fingerprint != cred.fingerprint {
-            *entry = Arc::new(CredState::new(cred));
+        // Looked up before inserting: `entry` would allocate a copy of the id on every call.
+        if let Some(st) = map.get(cred.id.as_str())
+            && st.fingerprint == cred.fingerprint
+        {
+            return st.clone();
         }
-        entry.clone()
+        let st = Arc::new(CredState::new(cred));
+        map.insert(cred.id.clone(), st.clone());
+        st
     }
 
     /// Whether a credential can take a request now (half-open: only if no probe is running).

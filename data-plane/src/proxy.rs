@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use llm::catalog::Format;
@@ -72,16 +72,16 @@ impl Call {
         with_ids(err.into_response(), &rid, &ids)
     }
 
-    fn ids(&self, used: Option<&str>) -> Vec<(&'static str, String)> {
+    fn ids(&self, used: Option<&str>) -> Vec<(HeaderName, String)> {
         let mut v = vec![
-            ("x-bt-attempts", self.record.attempts.len().to_string()),
-            ("x-bt-log-id", self.record.id.clone()),
+            (X_BT_ATTEMPTS, self.record.attempts.len().to_string()),
+            (X_BT_LOG_ID, self.record.id.clone()),
         ];
         if let Some(u) = used {
-            v.push(("x-bt-used-endpoint", u.to_string()));
+            v.push((X_BT_USED_ENDPOINT, u.to_string()));
         }
         if self.cache.is_some() {
-            v.push(("x-bt-cached", "MISS".to_string()));
+            v.push((X_BT_CACHED, "MISS".to_string()));
         }
         v
     }
@@ -109,7 +109,12 @@ impl Call {
     }
 }
 
-pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+// Names built once: inserting by `&str` parses the name on every response.
+const X_BT_ATTEMPTS: HeaderName = HeaderName::from_static("x-bt-attempts");
+const X_BT_LOG_ID: HeaderName = HeaderName::from_static("x-bt-log-id");
+const X_BT_USED_ENDPOINT: HeaderName = HeaderName::from_static("x-bt-used-endpoint");
+pub(crate) const X_BT_CACHED: HeaderName = HeaderName::from_static("x-bt-cached");
 
 fn request_id(headers: &HeaderMap) -> String {
     headers
@@ -125,14 +130,14 @@ fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-fn with_ids(mut resp: Response, request_id: &str, extra: &[(&'static str, String)]) -> Response {
+fn with_ids(mut resp: Response, request_id: &str, extra: &[(HeaderName, String)]) -> Response {
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert(X_REQUEST_ID, v);
     }
     for (k, v) in extra {
         if let Ok(v) = HeaderValue::from_str(v) {
-            h.insert(*k, v);
+            h.insert(k.clone(), v);
         }
     }
     resp

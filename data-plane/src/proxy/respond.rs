@@ -351,9 +351,12 @@ pub(crate) fn from_cache(mut call: Call, entry: crate::cache::Entry) -> Response
     }
     call.cache = None;
     let mut ids = call.ids(Some(&entry.used_endpoint));
-    ids.push(("x-bt-cached", "HIT".into()));
-    ids.push(("age", age));
-    ids.push(("cache-control", format!("max-age={}", entry.ttl_secs)));
+    ids.push((super::X_BT_CACHED, "HIT".into()));
+    ids.push((http::header::AGE, age));
+    ids.push((
+        http::header::CACHE_CONTROL,
+        format!("max-age={}", entry.ttl_secs),
+    ));
     let rid = call.request_id.clone();
     let body = if entry.stream {
         let events = crate::cache::replay_events(&entry.body);
