@@ -4,13 +4,18 @@
 //! is unreachable batches go to the encrypted on-disk spool, which is drained first, oldest
 //! first, once it is back — so records arrive in order; the control plane ignores records it
 //! already has, so a resend after a lost acknowledgement stores nothing twice.
+//!
+//! A batch is encoded once, when it is gathered: those bytes go on the wire as they are (a
+//! codec that writes pre-encoded messages) and, if the send fails, into the spool — the shipper
+//! keeps no copy of the records for the case of a failure.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use bytes::{BufMut, Bytes};
+use prost::Message;
 use proto::v1 as pb;
-use proto::v1::log_service_client::LogServiceClient;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -100,9 +105,73 @@ pub fn to_proto(r: RequestRecord, node_id: &str) -> pb::UsageRecord {
     }
 }
 
+/// A `LogBatch`, encoded: what goes on the wire and into the spool.
+#[derive(Clone, Debug)]
+pub struct EncodedBatch {
+    pub batch_id: String,
+    pub records: u64,
+    pub bytes: Bytes,
+}
+
+impl EncodedBatch {
+    pub fn new(batch: &pb::LogBatch) -> EncodedBatch {
+        EncodedBatch {
+            batch_id: batch.batch_id.clone(),
+            records: batch.records.len() as u64,
+            bytes: Bytes::from(batch.encode_to_vec()),
+        }
+    }
+
+    /// Reads an encoded `LogBatch` (from the spool); `None` if it is not one.
+    pub fn decode(bytes: Vec<u8>) -> Option<EncodedBatch> {
+        let b = pb::LogBatch::decode(bytes.as_slice()).ok()?;
+        Some(EncodedBatch {
+            batch_id: b.batch_id,
+            records: b.records.len() as u64,
+            bytes: Bytes::from(bytes),
+        })
+    }
+}
+
+/// The Ingest call's codec on the node's side: writes batches already encoded as `LogBatch`
+/// (the wire is the same as the generated client's), reads acknowledgements with prost.
+#[derive(Default)]
+struct PreEncodedCodec;
+
+struct PreEncoded;
+
+impl tonic::codec::Encoder for PreEncoded {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Bytes,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        buf.put(item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Codec for PreEncodedCodec {
+    type Encode = Bytes;
+    type Decode = pb::IngestAck;
+    type Encoder = PreEncoded;
+    type Decoder = tonic_prost::ProstDecoder<pb::IngestAck>;
+
+    fn encoder(&mut self) -> PreEncoded {
+        PreEncoded
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::default()
+    }
+}
+
 /// An open Ingest stream: batches go out on `out`, acknowledgements come back on `acks`.
 struct Conn {
-    out: mpsc::Sender<pb::LogBatch>,
+    out: mpsc::Sender<Bytes>,
     acks: tonic::Streaming<pb::IngestAck>,
 }
 
@@ -140,14 +209,25 @@ pub fn pipeline(cfg: &NodeConfig, metrics: Arc<Metrics>) -> (Arc<LogPipeline>, S
 impl Shipper {
     async fn connect(&mut self) -> Result<(), String> {
         let channel = crate::sync::channel(&self.cfg).await?;
-        let mut client = LogServiceClient::new(channel);
-        let (out, out_rx) = mpsc::channel::<pb::LogBatch>(2);
+        // What the generated `LogServiceClient::ingest` does, with the pre-encoded codec.
+        let mut client = tonic::client::Grpc::new(channel);
+        client
+            .ready()
+            .await
+            .map_err(|e| format!("ingest not ready: {e}"))?;
+        let (out, out_rx) = mpsc::channel::<Bytes>(2);
         let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(out_rx));
         if let Ok(v) = format!("Bearer {}", self.cfg.node_token.expose()).parse() {
             req.metadata_mut().insert("authorization", v);
         }
+        req.extensions_mut()
+            .insert(tonic::GrpcMethod::new("aiproxy.v1.LogService", "Ingest"));
         let acks = client
-            .ingest(req)
+            .streaming(
+                req,
+                http::uri::PathAndQuery::from_static("/aiproxy.v1.LogService/Ingest"),
+                PreEncodedCodec,
+            )
             .await
             .map_err(|s| format!("ingest refused: {}", s.message()))?
             .into_inner();
@@ -156,20 +236,20 @@ impl Shipper {
     }
 
     /// Sends one batch and waits for its acknowledgement.
-    async fn send(&mut self, batch: pb::LogBatch) -> Result<(), String> {
+    async fn send(&mut self, batch: &EncodedBatch) -> Result<(), String> {
         if self.conn.is_none() {
             self.connect().await?;
         }
-        let n = batch.records.len() as u64;
-        let id = batch.batch_id.clone();
+        let n = batch.records;
+        let id = &batch.batch_id;
         let result = async {
             let conn = self.conn.as_mut().ok_or("no connection")?;
             conn.out
-                .send(batch)
+                .send(batch.bytes.clone())
                 .await
                 .map_err(|_| "ingest stream closed".to_string())?;
             match tokio::time::timeout(ACK_TIMEOUT, conn.acks.next()).await {
-                Ok(Some(Ok(ack))) if ack.batch_id == id => Ok(()),
+                Ok(Some(Ok(ack))) if ack.batch_id == *id => Ok(()),
                 Ok(Some(Ok(ack))) => Err(format!(
                     "acknowledgement for another batch ({})",
                     ack.batch_id
@@ -197,16 +277,16 @@ impl Shipper {
         batch.push(to_proto(first, &self.cfg.node_id));
     }
 
-    fn new_batch(&self, records: Vec<pb::UsageRecord>) -> pb::LogBatch {
-        pb::LogBatch {
+    fn new_batch(&self, records: Vec<pb::UsageRecord>) -> EncodedBatch {
+        EncodedBatch::new(&pb::LogBatch {
             batch_id: uuid::Uuid::new_v4().to_string(),
             node_id: self.cfg.node_id.clone(),
             records,
-        }
+        })
     }
 
     /// Gathers up to BATCH_MAX records, waiting at most BATCH_WAIT after the first.
-    async fn gather(&mut self, first: RequestRecord) -> pb::LogBatch {
+    async fn gather(&mut self, first: RequestRecord) -> EncodedBatch {
         let mut records = Vec::with_capacity(64);
         self.take(first, &mut records);
         let deadline = tokio::time::Instant::now() + BATCH_WAIT;
@@ -234,7 +314,7 @@ impl Shipper {
     /// Ships spooled batches, oldest first; stops at the first failure.
     async fn drain_spool(&mut self) -> bool {
         while let Some(b) = self.spool.peek() {
-            match self.send(b).await {
+            match self.send(&b).await {
                 Ok(()) => self.spool.pop(),
                 Err(e) => {
                     tracing::debug!(error = %e, "control plane not taking logs yet");
@@ -274,8 +354,8 @@ impl Shipper {
                 _ = shutdown.cancelled() => { self.flush().await; return; }
             };
             let batch = self.gather(first).await;
-            if let Err(e) = self.send(batch.clone()).await {
-                tracing::warn!(error = %e, records = batch.records.len(), "control plane unreachable for logs; spooling to disk");
+            if let Err(e) = self.send(&batch).await {
+                tracing::warn!(error = %e, records = batch.records, "control plane unreachable for logs; spooling to disk");
                 self.spool.push(&batch);
             }
         }
@@ -287,7 +367,7 @@ impl Shipper {
         while let Ok(r) = self.rx.try_recv() {
             self.take(r, &mut records);
         }
-        let mut pending: Vec<pb::LogBatch> = records
+        let mut pending: Vec<EncodedBatch> = records
             .chunks(BATCH_MAX)
             .map(|c| self.new_batch(c.to_vec()))
             .collect();
@@ -297,7 +377,7 @@ impl Shipper {
                 .unwrap_or(false);
         for b in pending.drain(..) {
             let sent = reachable
-                && tokio::time::timeout(Duration::from_secs(5), self.send(b.clone()))
+                && tokio::time::timeout(Duration::from_secs(5), self.send(&b))
                     .await
                     .map(|r| r.is_ok())
                     .unwrap_or(false);

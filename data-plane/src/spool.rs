@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use prost::Message;
-use proto::v1 as pb;
-
+use crate::logship::EncodedBatch;
 use crate::metrics::Metrics;
 use crate::seal::{PURPOSE_SPOOL, SealKey};
 
@@ -83,9 +81,9 @@ impl Spool {
     }
 
     /// Appends a batch; drops the oldest batches if the spool would exceed its bound.
-    pub fn push(&mut self, batch: &pb::LogBatch) {
-        let sealed = self.key.seal(&batch.encode_to_vec(), AAD);
-        let count = batch.records.len() as u64;
+    pub fn push(&mut self, batch: &EncodedBatch) {
+        let sealed = self.key.seal(&batch.bytes, AAD);
+        let count = batch.records;
         let path = self
             .dir
             .join(format!("{:020}-{count}.batch", self.next_seq));
@@ -108,12 +106,12 @@ impl Spool {
     }
 
     /// The oldest batch (undecryptable files are dropped and counted).
-    pub fn peek(&mut self) -> Option<pb::LogBatch> {
+    pub fn peek(&mut self) -> Option<EncodedBatch> {
         while let Some((p, _, n)) = self.files.first().cloned() {
             let decoded = std::fs::read(&p)
                 .ok()
                 .and_then(|b| self.key.open(&b, AAD).ok())
-                .and_then(|b| pb::LogBatch::decode(b.as_slice()).ok());
+                .and_then(EncodedBatch::decode);
             match decoded {
                 Some(b) => return Some(b),
                 None => {
@@ -141,9 +139,10 @@ impl Spool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proto::v1 as pb;
 
-    fn batch(n: usize, tag: &str) -> pb::LogBatch {
-        pb::LogBatch {
+    fn batch(n: usize, tag: &str) -> EncodedBatch {
+        EncodedBatch::new(&pb::LogBatch {
             batch_id: tag.into(),
             node_id: "n".into(),
             records: (0..n)
@@ -153,7 +152,7 @@ mod tests {
                     ..Default::default()
                 })
                 .collect(),
-        }
+        })
     }
 
     #[test]
