@@ -243,6 +243,31 @@ impl Outcome {
     }
 }
 
+/// How many interleaved slices a compared point is cut into.
+const SLICES: u32 = 4;
+
+/// Slices of one path pooled: the outcome and (proxy, control plane) CPU seconds.
+#[derive(Default)]
+struct Pool(Option<(Outcome, (f64, f64))>);
+
+impl Pool {
+    fn add(&mut self, o: Outcome, spent: (f64, f64)) -> Result<(), Error> {
+        match &mut self.0 {
+            Some((a, (p, k))) => {
+                a.merge(&o)?;
+                *p += spent.0;
+                *k += spent.1;
+            }
+            None => self.0 = Some((o, spent)),
+        }
+        Ok(())
+    }
+
+    fn take(self) -> Result<(Outcome, (f64, f64)), Error> {
+        self.0.ok_or_else(|| "no slices".into())
+    }
+}
+
 fn env_u64(k: &str, d: u64) -> u64 {
     std::env::var(k)
         .ok()
@@ -923,24 +948,35 @@ async fn main() -> Result<(), Error> {
             .map(|v| v as u64)
     };
     for c in [1usize, 16, 64] {
-        // Interleaved: direct, baseline, data plane for each concurrency.
-        let o = drive(&direct, &chat, c, dur).await?;
-        rows.push(row("chat", "direct", c, &o, None));
-        let m = CpuMark::start(base_pid, cp_pid);
-        let o = drive(&via_base, &chat, c, dur).await?;
-        rows.push(row_cpu("chat", "baseline proxy", c, &o, m.spent()));
-        let m = CpuMark::start(node_pid, cp_pid);
-        let load = drive(&logged_chat, &chat, c, dur);
-        let (o, (rss, depth)) = tokio::join!(load, async {
-            tokio::time::sleep(dur / 2).await;
-            (rss_mib(node_pid), queue_depth().await.unwrap_or(0))
-        });
-        let o = o?;
-        if rss > rss_load {
-            rss_load = rss;
-            queue_at_rss = depth;
+        // Interleaved in slices — direct, baseline, data plane, four times — and pooled, so a
+        // change in the machine's speed during the point falls on all three paths alike (one
+        // whole point per path let a slow second land on one path only: the baseline's p99 at
+        // c=1 ranged 197–1,572 µs between runs on 2026-12-02).
+        let slice = dur / SLICES;
+        let (mut d, mut b, mut n) = (Pool::default(), Pool::default(), Pool::default());
+        for _ in 0..SLICES {
+            d.add(drive(&direct, &chat, c, slice).await?, (0.0, 0.0))?;
+            let m = CpuMark::start(base_pid, cp_pid);
+            let o = drive(&via_base, &chat, c, slice).await?;
+            b.add(o, m.spent())?;
+            let m = CpuMark::start(node_pid, cp_pid);
+            let load = drive(&logged_chat, &chat, c, slice);
+            let (o, (rss, depth)) = tokio::join!(load, async {
+                tokio::time::sleep(slice / 2).await;
+                (rss_mib(node_pid), queue_depth().await.unwrap_or(0))
+            });
+            if rss > rss_load {
+                rss_load = rss;
+                queue_at_rss = depth;
+            }
+            n.add(o?, m.spent())?;
         }
-        rows.push(row_cpu("chat", "data plane", c, &o, m.spent()));
+        let (o, _) = d.take()?;
+        rows.push(row("chat", "direct", c, &o, None));
+        let (o, spent) = b.take()?;
+        rows.push(row_cpu("chat", "baseline proxy", c, &o, spent));
+        let (o, spent) = n.take()?;
+        rows.push(row_cpu("chat", "data plane", c, &o, spent));
     }
     // Logging cost: the same load with and without `x-bt-parent` (without it, usage records
     // only, no payloads).
@@ -949,29 +985,20 @@ async fn main() -> Result<(), Error> {
     unlogged.headers.retain(|(k, _)| k != "x-bt-parent");
     // Interleaved in four slices each (with, without, with, …) and pooled, so drift in the
     // machine's speed falls on both sides alike.
-    let slice = dur / 4;
-    // Each side: the pooled outcome and (proxy, control plane) CPU seconds.
-    let (mut with, mut without) = (None::<(Outcome, (f64, f64))>, None);
-    for _ in 0..4 {
+    let slice = dur / SLICES;
+    let (mut with, mut without) = (Pool::default(), Pool::default());
+    for _ in 0..SLICES {
         for (t, acc) in [(&logged_chat, &mut with), (&unlogged, &mut without)] {
             let m = CpuMark::start(node_pid, cp_pid);
             let o = drive(t, &chat, c, slice).await?;
-            let (p, k) = m.spent();
-            match acc {
-                Some((a, (ap, ak))) => {
-                    a.merge(&o)?;
-                    *ap += p;
-                    *ak += k;
-                }
-                None => *acc = Some((o, (p, k))),
-            }
+            acc.add(o, m.spent())?;
         }
     }
     for (name, acc) in [
         ("chat, x-bt-parent (A/B)", with),
         ("chat, no x-bt-parent (A/B)", without),
     ] {
-        let (o, spent) = acc.ok_or("no logging slices")?;
+        let (o, spent) = acc.take()?;
         rows.push(row_cpu(name, "data plane", c, &o, spent));
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("chat") {
@@ -1241,7 +1268,7 @@ async fn main() -> Result<(), Error> {
     let mut md = String::new();
     md.push_str("# Benchmark report\n\n");
     md.push_str(&format!("Control-plane database: {}. ", database_name()));
-    md.push_str(&format!("Loopback, one data-plane node (auth, routing, usage logging via `x-bt-parent`, metrics on), {secs} s per point, closed loop. Machine: {} cores. Total run {:.0} s.\n\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), started.elapsed().as_secs_f64()));
+    md.push_str(&format!("Loopback, one data-plane node (auth, routing, usage logging via `x-bt-parent`, metrics on), {secs} s per point, closed loop; the non-streaming chat points and the logging A/B cut into {SLICES} slices, interleaved across paths and pooled. Machine: {} cores. Total run {:.0} s.\n\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), started.elapsed().as_secs_f64()));
     md.push_str("## Targets\n\n| target | measured | met |\n|---|---|---|\n");
     for (t, m, ok) in &checks {
         md.push_str(&format!(
