@@ -238,13 +238,12 @@ pub fn prepare_openai(
         let m = cand.served.upstream_model.clone();
         edit(&mut |v| v["model"] = Value::String(m.clone()));
     }
-    if let Some(p) = preset {
-        let mut probe = body.clone();
-        if p.quirks.apply(&mut probe) {
-            edit(&mut |v| {
-                p.quirks.apply(v);
-            });
-        }
+    if let Some(p) = preset
+        && p.quirks.applies(body)
+    {
+        edit(&mut |v| {
+            p.quirks.apply(v);
+        });
     }
     let can_stream_options = preset.is_none_or(|p| !p.quirks.drop_stream_options)
         && matches!(shape.kind, RouteKind::Chat | RouteKind::Completions);
