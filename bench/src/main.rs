@@ -919,7 +919,7 @@ async fn main() -> Result<(), Error> {
         // full run, so the database is the same size), then the scale points; no report files.
         let rows = env_u64("BENCH_USAGE_ROWS", 1_000_000);
         if rows > 0 {
-            scale::usage_query(&stack, rows).await?;
+            println!("{:#?}", scale::usage_query(&stack, rows).await?);
         }
         let (fig, before, after) =
             scale_points(&mut stack, cp_pid, &logged_chat, &chat, dur).await?;

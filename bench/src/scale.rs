@@ -124,6 +124,7 @@ pub async fn fault_run(
 
 // ---- usage query on 1,000,000 rows -----------------------------------------------------------
 
+#[derive(Debug)]
 pub struct UsageFigures {
     pub rows: u64,
     pub ingest_secs: f64,
