@@ -1,5 +1,6 @@
 //! `GET /models`: the models the caller can use now — catalog and custom models served by the
-//! credentials in reach of the caller's project context — in OpenAI's list shape.
+//! credentials in reach of the caller's project context — in OpenAI's list shape. A temporary
+//! credential limited to some models lists only those (the calls are refused for the others).
 
 use axum::Json;
 use axum::extract::State;
@@ -27,6 +28,9 @@ fn available(node: &Node, headers: &HeaderMap) -> Result<Vec<Value>, ProxyError>
             let created = spec.map(|s| s.created).unwrap_or(0);
             seen.entry(m.clone()).or_insert_with(|| json!({"id": m, "object": "model", "created": created, "owned_by": cred.provider_type}));
         }
+    }
+    if let Some(allowed) = key.temp.as_ref().and_then(|t| t.mdl.as_ref()) {
+        seen.retain(|m, _| allowed.contains(m));
     }
     Ok(seen.into_values().collect())
 }
