@@ -28,6 +28,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "AIPROXY_DRAIN_TIMEOUT_SECS",
     "AIPROXY_BODY_READ_TIMEOUT_SECS",
     "AIPROXY_SPOOL_MAX_BYTES",
+    "AIPROXY_LOG_QUEUE_MAX_BYTES",
     "AIPROXY_CACHE_MAX_BYTES",
     "AIPROXY_OTLP_ENDPOINT",
     "AIPROXY_GRPC_TLS_CA",
@@ -87,6 +88,8 @@ pub struct NodeConfig {
     pub body_read_timeout: Duration,
     pub redis_url: Option<Secret>,
     pub spool_max_bytes: u64,
+    /// In-memory bound on usage records waiting to be shipped (payloads included).
+    pub log_queue_max_bytes: u64,
     /// In-memory response cache bound (when Redis is not configured).
     pub cache_max_bytes: usize,
     /// Where traces go (`<AIPROXY_OTLP_ENDPOINT>/v1/traces`, OTLP/HTTP JSON); none = no export.
@@ -111,6 +114,7 @@ impl NodeConfig {
             body_read_timeout: Duration::from_secs(60),
             redis_url: None,
             spool_max_bytes: 256 * 1024 * 1024,
+            log_queue_max_bytes: 256 * 1024 * 1024,
             cache_max_bytes: 64 * 1024 * 1024,
             otlp_traces_url: None,
         }
@@ -198,6 +202,9 @@ impl NodeConfig {
         }
         if let Some(v) = env.parse::<u64>("AIPROXY_SPOOL_MAX_BYTES", "a number of bytes")? {
             c.spool_max_bytes = v;
+        }
+        if let Some(v) = env.parse::<u64>("AIPROXY_LOG_QUEUE_MAX_BYTES", "a number of bytes")? {
+            c.log_queue_max_bytes = v;
         }
         if let Some(v) = env.get("AIPROXY_OTLP_ENDPOINT")?
             && !v.trim().is_empty()

@@ -1,5 +1,6 @@
 //! The log pipeline: `submit` puts a record on a bounded in-memory queue without ever waiting
-//! (a full queue drops and counts); the shipper batches records (500, or every second) and
+//! (a full queue drops and counts; the queue is bounded in records and in bytes, since a logged
+//! call's payloads can reach 512 KiB); the shipper batches records (500, or every second) and
 //! sends them over `LogService.Ingest`, one acknowledgement per batch. While the control plane
 //! is unreachable batches go to the encrypted on-disk spool, which is drained first, oldest
 //! first, once it is back — so records arrive in order; the control plane ignores records it
@@ -35,15 +36,28 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct LogPipeline {
     tx: mpsc::Sender<RequestRecord>,
     metrics: Arc<Metrics>,
+    max_bytes: u64,
 }
 
 impl RecordSink for LogPipeline {
     fn submit(&self, record: RequestRecord) {
+        let n = record.approx_bytes() as i64;
+        let queued = &self.metrics.log_queue_bytes;
+        // Reserved before sending, released when the shipper takes the record (or here when it
+        // cannot go in): concurrent submits never overshoot the bound together.
+        if queued.fetch_add(n, Ordering::Relaxed) + n > self.max_bytes as i64 {
+            queued.fetch_sub(n, Ordering::Relaxed);
+            self.metrics.dropped("queue_full", 1);
+            return;
+        }
         match self.tx.try_send(record) {
             Ok(()) => {
                 self.metrics.log_queue_depth.fetch_add(1, Ordering::Relaxed);
             }
-            Err(_) => self.metrics.dropped("queue_full", 1),
+            Err(_) => {
+                queued.fetch_sub(n, Ordering::Relaxed);
+                self.metrics.dropped("queue_full", 1);
+            }
         }
     }
 }
@@ -195,6 +209,7 @@ pub fn pipeline(cfg: &NodeConfig, metrics: Arc<Metrics>) -> (Arc<LogPipeline>, S
         Arc::new(LogPipeline {
             tx,
             metrics: metrics.clone(),
+            max_bytes: cfg.log_queue_max_bytes,
         }),
         Shipper {
             cfg: cfg.clone(),
@@ -274,6 +289,9 @@ impl Shipper {
 
     fn take(&mut self, first: RequestRecord, batch: &mut Vec<pb::UsageRecord>) {
         self.metrics.log_queue_depth.fetch_sub(1, Ordering::Relaxed);
+        self.metrics
+            .log_queue_bytes
+            .fetch_sub(first.approx_bytes() as i64, Ordering::Relaxed);
         batch.push(to_proto(first, &self.cfg.node_id));
     }
 
@@ -385,5 +403,50 @@ impl Shipper {
                 self.spool.push(&b);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn record(payload: usize) -> RequestRecord {
+        RequestRecord {
+            input: Some("x".repeat(payload)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_and_taken_records_free_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = NodeConfig::defaults("http://127.0.0.1:9".into(), Secret::new("tok"));
+        cfg.cache_dir = dir.path().to_path_buf();
+        cfg.log_queue_max_bytes = 1_000_000;
+        let metrics = Arc::new(Metrics::default());
+        let (sink, mut shipper) = pipeline(&cfg, metrics.clone());
+        let depth = || metrics.log_queue_depth.load(Ordering::Relaxed);
+        let bytes = || metrics.log_queue_bytes.load(Ordering::Relaxed);
+        // Three records of ≈300 KB fit under 1 MB; the next two are dropped and counted.
+        for _ in 0..5 {
+            sink.submit(record(300_000));
+        }
+        assert_eq!(depth(), 3);
+        assert_eq!(metrics.dropped_total(), 2);
+        assert_eq!(bytes(), 3 * record(300_000).approx_bytes() as i64);
+        // A small one still fits in what is left.
+        sink.submit(record(1_000));
+        assert_eq!(depth(), 4);
+        // What the shipper takes frees its bytes, and large records fit again.
+        let mut batch = Vec::new();
+        while let Ok(r) = shipper.rx.try_recv() {
+            shipper.take(r, &mut batch);
+        }
+        assert_eq!(batch.len(), 4);
+        assert_eq!((depth(), bytes()), (0, 0));
+        sink.submit(record(300_000));
+        assert_eq!(depth(), 1);
+        assert_eq!(metrics.dropped_total(), 2);
     }
 }

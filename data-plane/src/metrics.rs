@@ -113,6 +113,9 @@ pub struct Metrics {
     inner: Mutex<Inner>,
     pub config_version: AtomicU64,
     pub log_queue_depth: AtomicI64,
+    /// `RequestRecord::approx_bytes` of the records in the queue (bounded by
+    /// `AIPROXY_LOG_QUEUE_MAX_BYTES`).
+    pub log_queue_bytes: AtomicI64,
     pub spool_bytes: AtomicU64,
     pub spool_records: AtomicU64,
     pub shipped_records: AtomicU64,
@@ -338,6 +341,11 @@ impl Metrics {
                 "aiproxy_log_queue_depth",
                 "Usage records waiting in memory.",
                 self.log_queue_depth.load(Ordering::Relaxed),
+            ),
+            (
+                "aiproxy_log_queue_bytes",
+                "Approximate bytes of usage records (payloads included) waiting in memory.",
+                self.log_queue_bytes.load(Ordering::Relaxed),
             ),
             (
                 "aiproxy_log_spool_bytes",

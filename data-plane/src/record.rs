@@ -46,6 +46,23 @@ pub struct RequestRecord {
     pub trace_parent: Option<String>,
 }
 
+impl RequestRecord {
+    /// About what the record holds in memory: its payloads and texts plus a fixed allowance for
+    /// the rest (what the log queue's byte bound counts).
+    pub fn approx_bytes(&self) -> u64 {
+        let texts = self.input.as_ref().map_or(0, String::len)
+            + self.output.as_ref().map_or(0, String::len)
+            + self.error_message.len()
+            + self.model.len()
+            + self
+                .attempts
+                .iter()
+                .map(|a| a.error.len() + 128)
+                .sum::<usize>();
+        (texts + 512) as u64
+    }
+}
+
 pub trait RecordSink: Send + Sync {
     /// Must never block or slow the request path.
     fn submit(&self, record: RequestRecord);
