@@ -10,7 +10,8 @@ use data_plane::netguard::{Cidr, NetPolicy};
 use data_plane::secret::Secret;
 use serde::Deserialize;
 
-/// Every variable the control plane reads (unknown `AIPROXY_*` names are warned about).
+/// Every variable the control plane reads (unknown `AIPROXY_*` names are warned about). The
+/// data plane's (`data_plane::config::KNOWN_VARS`) are accepted too: `standalone` embeds a node.
 pub const KNOWN_VARS: &[&str] = &[
     "AIPROXY_CONFIG",
     "AIPROXY_DATABASE_URL",
@@ -35,23 +36,16 @@ pub const KNOWN_VARS: &[&str] = &[
     "AIPROXY_GRPC_TLS_KEY",
     "AIPROXY_GRPC_TLS_CLIENT_CA",
     "AIPROXY_REPLICA_ID",
-    // data-plane variables, accepted here because standalone embeds a node
-    "AIPROXY_CONTROL_PLANE_URL",
-    "AIPROXY_NODE_ID",
-    "AIPROXY_CACHE_DIR",
-    "AIPROXY_MAX_BODY_BYTES",
-    "AIPROXY_CONNECT_TIMEOUT_MS",
-    "AIPROXY_FIRST_BYTE_TIMEOUT_MS",
-    "AIPROXY_TOTAL_TIMEOUT_MS",
-    "AIPROXY_MAX_ATTEMPTS",
-    "AIPROXY_REDIS_URL",
-    "AIPROXY_DRAIN_TIMEOUT_SECS",
-    "AIPROXY_METRICS_ADDR",
-    "AIPROXY_OTLP_ENDPOINT",
-    "AIPROXY_SPOOL_MAX_BYTES",
-    "AIPROXY_GRPC_TLS_CA",
-    "AIPROXY_GRPC_TLS_DOMAIN",
 ];
+
+/// The variables not warned about: the control plane's and the embedded node's.
+pub fn known_vars() -> Vec<&'static str> {
+    KNOWN_VARS
+        .iter()
+        .chain(data_plane::config::KNOWN_VARS)
+        .copied()
+        .collect()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -460,6 +454,18 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_embedded_nodes_variables_are_known_and_only_those() {
+        let env = Env::from_pairs([
+            ("AIPROXY_DATABASE_URL", "sqlite://x"),
+            ("AIPROXY_CACHE_MAX_BYTES", "1000"),
+            ("AIPROXY_LOG_QUEUE_MAX_BYTES", "1000"),
+            ("AIPROXY_BODY_READ_TIMEOUT_SECS", "5"),
+            ("AIPROXY_NOT_A_SETTING", "1"),
+        ]);
+        assert_eq!(env.unknown(&known_vars()), ["AIPROXY_NOT_A_SETTING"]);
+    }
 
     #[test]
     fn env_overrides_file_and_flags_override_env() {

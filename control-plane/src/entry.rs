@@ -2,7 +2,7 @@
 //! logging, run. (A library function, so the end-to-end tests can build the same binary.)
 
 use crate::cli::{Cli, Command};
-use crate::config::{Config, KNOWN_VARS, LogFormat};
+use crate::config::{Config, LogFormat, known_vars};
 use crate::run;
 use crate::service::bootstrap::Mode;
 use clap::Parser;
@@ -51,7 +51,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
     };
     let cfg = Config::load(&env, &flags.overrides())?;
     init_tracing(&cfg);
-    for unknown in env.unknown(KNOWN_VARS) {
+    for unknown in env.unknown(&known_vars()) {
         tracing::warn!(variable = %unknown, "unknown AIPROXY_ variable ignored");
     }
     match cli.command {
