@@ -59,7 +59,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             let cfg = run::standalone_defaults(cfg)?;
             let proxy_addr = cfg.proxy_addr;
             let running = run::start(cfg, Mode::Standalone).await?;
-            let node = crate::standalone::start_node(&running, proxy_addr).await?;
+            let node = crate::standalone::start_node(&running, proxy_addr, &env).await?;
             print_banner(&running, node.addr);
             run::shutdown_signal().await;
             tracing::info!("shutting down");

@@ -146,6 +146,14 @@ impl NodeConfig {
             )
         })?;
         let mut c = NodeConfig::defaults(url, token);
+        c.apply_env(env)?;
+        Ok(c)
+    }
+
+    /// The optional settings from the environment (everything but the control plane's URL and
+    /// the node token), over what `self` holds. `standalone` applies them to its embedded node.
+    pub fn apply_env(&mut self, env: &Env) -> Result<(), ConfigError> {
+        let c = self;
         if let Some(v) = env.get("AIPROXY_NODE_ID")? {
             c.node_id = v;
         }
@@ -232,7 +240,7 @@ impl NodeConfig {
                 client_key: key.map(PathBuf::from),
             });
         }
-        Ok(c)
+        Ok(())
     }
 }
 

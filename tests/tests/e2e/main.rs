@@ -11,6 +11,7 @@ mod hygiene;
 mod logging;
 mod proxy;
 mod sdk;
+mod standalone;
 mod streaming;
 mod sync;
 mod tls;
