@@ -12,8 +12,8 @@ use crate::run::Running;
 /// The embedded node: the node's own variables from `env` (body and timeout limits, attempts,
 /// cache, spool and log-queue bounds, Redis, …), then what standalone decides — the in-process
 /// control plane over plaintext gRPC, the proxy address, the cache directory under the data
-/// directory unless `AIPROXY_CACHE_DIR` is set, and the control plane's destination policy and
-/// OTLP endpoint.
+/// directory unless `AIPROXY_CACHE_DIR` is set, the node id `standalone-<pid>` unless
+/// `AIPROXY_NODE_ID` is set, and the control plane's destination policy and OTLP endpoint.
 pub async fn start_node(
     running: &Running,
     addr: SocketAddr,
@@ -33,6 +33,8 @@ pub async fn start_node(
     }
     node.upstream_policy = cfg.upstream_policy.clone();
     node.otlp_traces_url = cfg.otlp_traces_url.clone();
-    node.node_id = format!("standalone-{}", std::process::id());
+    if env.get("AIPROXY_NODE_ID")?.is_none() {
+        node.node_id = format!("standalone-{}", std::process::id());
+    }
     data_plane::node::start(node).await
 }
