@@ -1,6 +1,6 @@
 //! The log pipeline: `submit` puts a record on a bounded in-memory queue without ever waiting
 //! (a full queue drops and counts; the queue is bounded in records and in bytes, since a logged
-//! call's payloads can reach 512 KiB); the shipper batches records (500, or every second) and
+//! call's payloads can reach 512 KiB); the shipper batches records (2,000, or every second) and
 //! sends them over `LogService.Ingest`, one acknowledgement per batch. While the control plane
 //! is unreachable batches go to the encrypted on-disk spool, which is drained first, oldest
 //! first, once it is back — so records arrive in order; the control plane ignores records it

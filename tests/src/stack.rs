@@ -523,6 +523,19 @@ impl Node {
         (s, h, serde_json::from_str(&t).unwrap_or(Value::String(t)))
     }
 
+    /// A GET with the caller's key; the body as JSON (or as a string when it is not JSON).
+    pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        let r = reqwest::Client::new()
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status();
+        let t = r.text().await.unwrap();
+        (s, serde_json::from_str(&t).unwrap_or(Value::String(t)))
+    }
+
     /// A non-streaming chat call.
     pub async fn chat(
         &self,

@@ -216,16 +216,10 @@ async fn temporary_credentials_are_scoped_expire_and_die_with_their_parent() {
     // The model list shows what the credential may call: only its model, where the parent
     // key sees more.
     let ids = |key: String| {
-        let url = node.url("/v1/proxy/models");
+        let node = &node;
         async move {
-            let r = reqwest::Client::new()
-                .get(url)
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), StatusCode::OK);
-            let list: serde_json::Value = r.json().await.unwrap();
+            let (s, list) = node.get("/v1/proxy/models", &key).await;
+            assert_eq!(s, StatusCode::OK);
             let mut ids: Vec<String> = list["data"]
                 .as_array()
                 .unwrap()
@@ -238,17 +232,8 @@ async fn temporary_credentials_are_scoped_expire_and_die_with_their_parent() {
     };
     assert_eq!(ids(temp.clone()).await, ["gpt-4o"]);
     assert!(ids(parent.clone()).await.len() > 1);
-    let r = reqwest::Client::new()
-        .get(node.url("/v1/proxy/models/gpt-4o-mini"))
-        .bearer_auth(&temp)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.status(),
-        StatusCode::NOT_FOUND,
-        "not listed for the credential"
-    );
+    let (s, _) = node.get("/v1/proxy/models/gpt-4o-mini", &temp).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "not listed for the credential");
     let (s, b) = mint(&node, &temp, json!({})).await;
     assert_eq!(
         s,

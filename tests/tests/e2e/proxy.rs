@@ -468,13 +468,7 @@ async fn other_openai_routes_and_model_listing() {
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["object"], "response");
-    let r = reqwest::Client::new()
-        .get(node.url("/v1/proxy/models"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    let list: serde_json::Value = r.json().await.unwrap();
+    let (_, list) = node.get("/v1/proxy/models", &key).await;
     let ids: Vec<&str> = list["data"]
         .as_array()
         .unwrap()
@@ -490,19 +484,9 @@ async fn other_openai_routes_and_model_listing() {
         "only models the caller can reach"
     );
     assert!(list["data"][0]["created"].is_i64() && list["data"][0]["owned_by"].is_string());
-    let r = reqwest::Client::new()
-        .get(node.url("/v1/proxy/models/gpt-4o"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let r = reqwest::Client::new()
-        .get(node.url("/v1/proxy/models/claude-nope"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let (s, _) = node.get("/v1/proxy/models/gpt-4o", &key).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = node.get("/v1/proxy/models/claude-nope", &key).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     drop(cp);
 }
