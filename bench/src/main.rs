@@ -914,6 +914,15 @@ async fn main() -> Result<(), Error> {
         println!("sent {n}: {} ok, {} errors", o.ok, o.errors);
         return Ok(());
     }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("ingest") {
+        // The control plane's cost of ingesting usage records alone (no proxy traffic).
+        let rows = env_u64("BENCH_USAGE_ROWS", 200_000);
+        let (rate, cpu) = scale::ingest_cost(&stack, cp_pid, rows).await?;
+        println!(
+            "ingested {rows} chat-shaped records: {rate:.0} records/s, control-plane CPU {cpu:.1} µs/record"
+        );
+        return Ok(());
+    }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("scale") {
         // Quick iteration on the configuration-at-scale figures: usage rows first (as in the
         // full run, so the database is the same size), then the scale points; no report files.
@@ -1095,6 +1104,10 @@ async fn main() -> Result<(), Error> {
     let fault = scale::fault_run(&stack, node, up, fault_n, 500.0, Duration::from_secs(2)).await?;
     // Usage query on a million log rows (ingested over LogService.Ingest).
     let usage = scale::usage_query(&stack, env_u64("BENCH_USAGE_ROWS", 1_000_000)).await?;
+    // The control plane's ingest alone (after the usage query: its records land in the current
+    // hour, which the query reads from the logs).
+    const INGEST_ROWS: u64 = 200_000;
+    let (ingest_rate, ingest_cpu) = scale::ingest_cost(&stack, cp_pid, INGEST_ROWS).await?;
     let (scale_fig, before, after) =
         scale_points(&mut stack, cp_pid, &logged_chat, &chat, dur).await?;
     rows.push(before);
@@ -1298,6 +1311,7 @@ async fn main() -> Result<(), Error> {
     for (g, ms, n) in &usage.queries {
         md.push_str(&format!("| {g} | {ms:.0} | {n} |\n"));
     }
+    md.push_str(&format!("\n## Ingest\n\n{INGEST_ROWS} usage records shaped like the chat points' (current time, request and response payloads logged), sent over `LogService.Ingest` as a node sends them, with no proxy traffic: {ingest_rate:.0} records/s, control-plane CPU {ingest_cpu:.1} µs per record.\n"));
     md.push_str(&format!("\n## Configuration at scale\n\n{} projects, {} project API keys and {} project credentials created through the REST API (8 clients) in {:.0} s. Snapshot build {:.0} ms (control plane), {:.1} MiB encoded; a new node connects, downloads, validates, indexes and serves it in {:.0} ms (apply {:.0} ms); a running node applies one change in {:.0} ms (unchanged credentials kept). One change at this size reaches all nodes in p50 {:.0} ms / p99 {:.0} ms (20 changes). RSS: node {:.1} MiB, control plane {:.1} MiB.\n", scale_fig.projects, scale_fig.api_keys, scale_fig.credentials, scale_fig.seed_secs, scale_fig.build_ms, scale_fig.snapshot_bytes / 1048576.0, scale_fig.new_node_ready_ms, scale_fig.apply_ms, scale_fig.change_apply_ms, scale_fig.propagation_p50_ms, scale_fig.propagation_p99_ms, scale_fig.node_rss_mib, scale_fig.cp_rss_mib));
     md.push_str("\nThe driver and the fake upstream share one process; the baseline proxy and the node run as processes of their own (tokio's default runtime each); all share the machine's 2 cores, so ratios are indicative.\n");
     let js = json!({
@@ -1307,6 +1321,7 @@ async fn main() -> Result<(), Error> {
         "fault_run": {"requests": fault.requests, "ok": fault.ok, "failed": fault.flapping.errors, "refused_by_flapping_key": fault.refused, "flips": fault.flips,
             "healthy_p50_us": fault.healthy.total.value_at_quantile(0.5), "healthy_p99_us": fault.healthy.total.value_at_quantile(0.99),
             "flapping_p50_us": fault.flapping.total.value_at_quantile(0.5), "flapping_p99_us": fault.flapping.total.value_at_quantile(0.99)},
+        "ingest": {"records": INGEST_ROWS, "records_per_sec": ingest_rate, "cp_cpu_us_per_record": ingest_cpu},
         "usage_query": {"rows": usage.rows, "ingest_secs": usage.ingest_secs, "rollup_secs": usage.rollup_secs, "queries_ms": usage.queries.iter().map(|(g, ms, n)| json!({"group_by": g, "median_ms": ms, "groups": n})).collect::<Vec<_>>()},
         "config_scale": {"projects": scale_fig.projects, "api_keys": scale_fig.api_keys, "credentials": scale_fig.credentials, "seed_secs": scale_fig.seed_secs,
             "build_ms": scale_fig.build_ms, "snapshot_bytes": scale_fig.snapshot_bytes, "apply_ms": scale_fig.apply_ms, "change_apply_ms": scale_fig.change_apply_ms, "new_node_ready_ms": scale_fig.new_node_ready_ms,

@@ -138,17 +138,6 @@ pub struct UsageFigures {
 /// acknowledgements), spread over 30 days, 8 models, 4 providers, 50 projects and 200 API keys;
 /// then times `GET /api/v1/orgs/{id}/usage` for each grouping over the 30 days.
 pub async fn usage_query(stack: &Stack, rows: u64) -> Result<UsageFigures, Error> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", stack.grpc))?
-        .connect()
-        .await?;
-    let mut client = pb::log_service_client::LogServiceClient::new(channel);
-    const BATCH: u64 = 2_000;
-    let (tx, rx) = tokio::sync::mpsc::channel::<pb::LogBatch>(4);
-    let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-    req.metadata_mut()
-        .insert("authorization", format!("Bearer {}", stack.token).parse()?);
-    let t0 = Instant::now();
-    let mut acks = client.ingest(req).await?.into_inner();
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as i64;
@@ -163,74 +152,45 @@ pub async fn usage_query(stack: &Stack, rows: u64) -> Result<UsageFigures, Error
         ("mistral-large-latest", "mistral"),
     ];
     let org = stack.org.clone();
-    let producer = tokio::spawn(async move {
-        let mut i: u64 = 0;
-        while i < rows {
-            let mut records = Vec::with_capacity(BATCH as usize);
-            for _ in 0..BATCH.min(rows - i) {
-                // Keys, projects and models independent of time (a hash of i): about one request
-                // per key and model per hour, the worst case for rollups.
-                let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
-                let key = h % 200;
-                let (model, provider) = models[((h / 200) % 8) as usize];
-                let started = now_ms - ((i * 2_591_999) % 2_592_000_000) as i64;
-                let latency = 50 + (i * 7919) % 4_000;
-                let status = if i.is_multiple_of(97) { 429 } else { 200 };
-                records.push(pb::UsageRecord {
-                    id: format!("00000000-0000-7000-8000-{i:012}"),
-                    org_id: org.clone(),
-                    project_id: format!("bench-project-{}", key % 50),
-                    api_key_id: format!("bench-key-{key}"),
-                    model: model.into(),
-                    provider_type: provider.into(),
-                    credential_name: provider.into(),
-                    route: "chat".into(),
-                    status,
-                    error_type: if status == 200 {
-                        String::new()
-                    } else {
-                        "rate_limited".into()
-                    },
-                    prompt_tokens: 100 + i % 900,
-                    completion_tokens: 20 + i % 300,
-                    cost_usd: 0.0001 * (i % 50) as f64,
-                    latency_ms: latency,
-                    ttft_ms: latency / 4,
-                    attempts: 1,
-                    started_at_ms: started,
-                    finished_at_ms: started + latency as i64,
-                    node_id: "bench".into(),
-                    request_id: format!("req-{i}"),
-                    attempts_json: "[]".into(),
-                    ..Default::default()
-                });
-                i += 1;
-            }
-            let b = pb::LogBatch {
-                batch_id: format!("bench-batch-{i}"),
-                node_id: "bench".into(),
-                records,
-            };
-            if tx.send(b).await.is_err() {
-                break;
-            }
+    let ingest_secs = send_records(stack, rows, move |i| {
+        // Keys, projects and models independent of time (a hash of i): about one request per
+        // key and model per hour, the worst case for rollups.
+        let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        let key = h % 200;
+        let (model, provider) = models[((h / 200) % 8) as usize];
+        let started = now_ms - ((i * 2_591_999) % 2_592_000_000) as i64;
+        let latency = 50 + (i * 7919) % 4_000;
+        let status = if i.is_multiple_of(97) { 429 } else { 200 };
+        pb::UsageRecord {
+            id: format!("00000000-0000-7000-8000-{i:012}"),
+            org_id: org.clone(),
+            project_id: format!("bench-project-{}", key % 50),
+            api_key_id: format!("bench-key-{key}"),
+            model: model.into(),
+            provider_type: provider.into(),
+            credential_name: provider.into(),
+            route: "chat".into(),
+            status,
+            error_type: if status == 200 {
+                String::new()
+            } else {
+                "rate_limited".into()
+            },
+            prompt_tokens: 100 + i % 900,
+            completion_tokens: 20 + i % 300,
+            cost_usd: 0.0001 * (i % 50) as f64,
+            latency_ms: latency,
+            ttft_ms: latency / 4,
+            attempts: 1,
+            started_at_ms: started,
+            finished_at_ms: started + latency as i64,
+            node_id: "bench".into(),
+            request_id: format!("req-{i}"),
+            attempts_json: "[]".into(),
+            ..Default::default()
         }
-    });
-    let mut acked = 0u64;
-    while acked < rows {
-        match acks.next().await {
-            Some(Ok(a)) => {
-                if a.stored as u64 + a.duplicates as u64 != BATCH.min(rows - acked) {
-                    return Err(format!("ingest stored {} of a batch", a.stored).into());
-                }
-                acked += BATCH.min(rows - acked);
-            }
-            Some(Err(s)) => return Err(format!("ingest: {}", s.message()).into()),
-            None => return Err("ingest stream ended early".into()),
-        }
-    }
-    producer.await?;
-    let ingest_secs = t0.elapsed().as_secs_f64();
+    })
+    .await?;
     let url = &stack.db_url;
     if url.starts_with("postgres") {
         // What autovacuum does after a bulk load (it is off on the build machine's PostgreSQL):
@@ -294,6 +254,105 @@ pub async fn usage_query(stack: &Stack, rows: u64) -> Result<UsageFigures, Error
         rollup_secs,
         queries,
     })
+}
+
+/// Sends `rows` records made by `make(i)` over `LogService.Ingest` in batches of 2,000, as a
+/// node does, and waits for every acknowledgement; returns the seconds taken.
+async fn send_records(
+    stack: &Stack,
+    rows: u64,
+    make: impl Fn(u64) -> pb::UsageRecord + Send + 'static,
+) -> Result<f64, Error> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", stack.grpc))?
+        .connect()
+        .await?;
+    let mut client = pb::log_service_client::LogServiceClient::new(channel);
+    const BATCH: u64 = 2_000;
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::LogBatch>(4);
+    let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {}", stack.token).parse()?);
+    let t0 = Instant::now();
+    let mut acks = client.ingest(req).await?.into_inner();
+    let producer = tokio::spawn(async move {
+        let mut i: u64 = 0;
+        while i < rows {
+            let n = BATCH.min(rows - i);
+            let records = (i..i + n).map(&make).collect();
+            i += n;
+            let b = pb::LogBatch {
+                batch_id: format!("bench-batch-{i}"),
+                node_id: "bench".into(),
+                records,
+            };
+            if tx.send(b).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut acked = 0u64;
+    while acked < rows {
+        match acks.next().await {
+            Some(Ok(a)) => {
+                if a.stored as u64 + a.duplicates as u64 != BATCH.min(rows - acked) {
+                    return Err(format!("ingest stored {} of a batch", a.stored).into());
+                }
+                acked += BATCH.min(rows - acked);
+            }
+            Some(Err(s)) => return Err(format!("ingest: {}", s.message()).into()),
+            None => return Err("ingest stream ended early".into()),
+        }
+    }
+    producer.await?;
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+/// Control-plane cost of ingest alone: `rows` records shaped like the chat points' (the
+/// current time, one project and key, request and response payloads logged), sent as a node
+/// sends them; returns (records per second, control-plane CPU µs per record).
+pub async fn ingest_cost(stack: &Stack, cp_pid: u32, rows: u64) -> Result<(f64, f64), Error> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let org = stack.org.clone();
+    let input =
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]})
+            .to_string();
+    let output = String::from_utf8_lossy(&crate::chat_json()).into_owned();
+    // Time-ordered ids, as a node's (UUIDv7), unique to this run.
+    let prefix = format!("{:08x}", (now_ms / 1000) as u32);
+    let cpu0 = crate::cpu_secs(cp_pid);
+    let secs = send_records(stack, rows, move |i| {
+        let started = now_ms + (i / 20) as i64;
+        pb::UsageRecord {
+            id: format!("{prefix}-0000-7000-8000-{i:012}"),
+            org_id: org.clone(),
+            project_id: "bench-project".into(),
+            api_key_id: "bench-key".into(),
+            model: "gpt-4o-mini".into(),
+            provider_type: "openai".into(),
+            credential_name: "openai".into(),
+            route: "chat".into(),
+            status: 200,
+            prompt_tokens: 9,
+            completion_tokens: 12,
+            cost_usd: 0.00001,
+            latency_ms: 1,
+            ttft_ms: 1,
+            attempts: 1,
+            started_at_ms: started,
+            finished_at_ms: started + 1,
+            node_id: "bench".into(),
+            request_id: format!("req-{i}"),
+            attempts_json: r#"[{"credential":"openai","provider":"openai","status":200,"error":"","latency_ms":1}]"#.into(),
+            input_json: input.clone(),
+            output_json: output.clone(),
+            ..Default::default()
+        }
+    })
+    .await?;
+    let cpu = crate::cpu_secs(cp_pid) - cpu0;
+    Ok((rows as f64 / secs, cpu * 1e6 / rows as f64))
 }
 
 // ---- configuration at scale ------------------------------------------------------------------
