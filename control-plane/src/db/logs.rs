@@ -328,9 +328,17 @@ pub async fn delete_older_than<'e, E: Executor<'e, Database = Any>>(
         .rows_affected())
 }
 
-/// The orgs that have request logs (the ones retention looks at).
+/// The orgs that have request logs (the ones retention looks at). Found by stepping through
+/// the `(org_id, …)` index from one org to the next (one seek per org): `SELECT DISTINCT`
+/// read every row's entry, over a second at 1,000,000 rows, every retention pass.
 pub async fn log_org_ids<'e, E: Executor<'e, Database = Any>>(e: E) -> DbResult<Vec<String>> {
-    sqlx::query("SELECT DISTINCT org_id FROM request_logs")
+    sqlx::query(
+        "WITH RECURSIVE o (org_id) AS ( \
+           SELECT MIN(org_id) FROM request_logs \
+           UNION ALL \
+           SELECT (SELECT MIN(r.org_id) FROM request_logs r WHERE r.org_id > o.org_id) FROM o WHERE o.org_id IS NOT NULL \
+         ) SELECT org_id FROM o WHERE org_id IS NOT NULL",
+    )
         .fetch_all(e)
         .await?
         .iter()
