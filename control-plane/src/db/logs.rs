@@ -56,23 +56,17 @@ const COLS: &str = "id, org_id, project_id, api_key_id, model, provider_type, cr
     request_id, attempts_json, input, output";
 const NCOLS: usize = 31;
 
-/// Rows per multi-row INSERT, written as many statements inside one transaction. On SQLite the
+/// SQLite: rows per multi-row INSERT, written as many statements inside one transaction. The
 /// placeholders are anonymous (`?`): with numbered ones (`$N`) sqlx looks up every parameter's
 /// name, which SQLite finds by walking the statement's parameter list, so binding cost grew with
 /// the square of the parameters (measured through sqlx: 500 rows × 31 columns stored 1,465
 /// rows/s; 8 rows 40,000+/s; the profile of an ingest spent a quarter of its time in
-/// `sqlite3_bind_parameter_name`). On PostgreSQL, 20 rows was best at ≈28,000/s.
-pub fn rows_per_insert(backend: super::Backend) -> usize {
-    match backend {
-        super::Backend::Sqlite => 32,
-        super::Backend::Postgres => 20,
-    }
-}
+/// `sqlite3_bind_parameter_name`).
+pub const SQLITE_ROWS_PER_INSERT: usize = 32;
 
-/// The INSERT statement for `rows` rows, in the backend's placeholder style.
-fn insert_sql(backend: super::Backend, rows: usize) -> String {
+/// The SQLite INSERT statement for `rows` rows.
+fn insert_sql(rows: usize) -> String {
     let mut sql = format!("INSERT INTO request_logs ({COLS}) VALUES ");
-    let mut n = 1;
     for ri in 0..rows {
         if ri > 0 {
             sql.push(',');
@@ -82,14 +76,7 @@ fn insert_sql(backend: super::Backend, rows: usize) -> String {
             if ci > 0 {
                 sql.push(',');
             }
-            match backend {
-                super::Backend::Sqlite => sql.push('?'),
-                super::Backend::Postgres => {
-                    use std::fmt::Write;
-                    let _ = write!(sql, "${n}");
-                }
-            }
-            n += 1;
+            sql.push('?');
         }
         sql.push(')');
     }
@@ -97,17 +84,16 @@ fn insert_sql(backend: super::Backend, rows: usize) -> String {
     sql
 }
 
-/// Inserts rows in one statement; rows whose id already exists are skipped. Returns how many
-/// were stored.
+/// SQLite: inserts rows in one statement; rows whose id already exists are skipped. Returns how
+/// many were stored.
 pub async fn insert_batch<'e, E: Executor<'e, Database = Any>>(
     e: E,
-    backend: super::Backend,
     rows: &[LogRow],
 ) -> DbResult<u64> {
     if rows.is_empty() {
         return Ok(0);
     }
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_sql(backend, rows.len())));
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_sql(rows.len())));
     for r in rows {
         q = q
             .bind(r.id.clone())
@@ -130,11 +116,7 @@ pub async fn insert_batch<'e, E: Executor<'e, Database = Any>>(
             .bind(r.latency_ms)
             .bind(r.ttft_ms)
             .bind(latency_bucket(r.latency_ms.max(0) as u64))
-            .bind(if r.ttft_ms > 0 {
-                latency_bucket(r.ttft_ms as u64)
-            } else {
-                -1
-            })
+            .bind(ttft_bucket(r.ttft_ms))
             .bind(r.attempts)
             .bind(i64::from(r.cache_hit))
             .bind(i64::from(r.stream))
@@ -147,6 +129,124 @@ pub async fn insert_batch<'e, E: Executor<'e, Database = Any>>(
             .bind(r.output.clone());
     }
     Ok(q.execute(e).await?.rows_affected())
+}
+
+fn ttft_bucket(ttft_ms: i64) -> i64 {
+    if ttft_ms > 0 {
+        latency_bucket(ttft_ms as u64)
+    } else {
+        -1
+    }
+}
+
+/// PostgreSQL: bytes of rows (as JSON) per INSERT at most; a row larger than this goes alone.
+const PG_STATEMENT_BYTES: usize = 4 << 20;
+
+/// PostgreSQL: the rows go as one JSON array of arrays per statement (one parameter), unpacked
+/// server-side, rather than as multi-row VALUES of 20 rows. sqlx 0.9.0 does not set
+/// `TCP_NODELAY` (sqlx issue #4335) and over TLS writes a message larger than one TLS record
+/// (16 KiB) in several sends: the last waited for the server's delayed ACK, 40 ms per
+/// statement. Rows carrying payloads made most ingest statements that large (measured on the
+/// build machine's PostgreSQL, TLS on by default: 452 records/s). One statement per batch (or
+/// per `PG_STATEMENT_BYTES`) pays that wait at most once. Returns how many rows were stored.
+pub async fn insert_json_pg(conn: &mut sqlx::AnyConnection, rows: &[LogRow]) -> DbResult<u64> {
+    // Positional: (e->>N) by the order push_json_row writes.
+    const SQL: &str = "INSERT INTO request_logs (id, org_id, project_id, api_key_id, model, provider_type, credential_name, route, status, \
+        error_type, error_message, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_usd, latency_ms, \
+        ttft_ms, latency_bucket, ttft_bucket, attempts, cache_hit, stream, started_at, finished_at, node_id, request_id, attempts_json, input, output) \
+        SELECT e->>0, e->>1, e->>2, e->>3, e->>4, e->>5, e->>6, e->>7, (e->>8)::bigint, e->>9, e->>10, (e->>11)::bigint, (e->>12)::bigint, \
+        (e->>13)::bigint, (e->>14)::bigint, (e->>15)::bigint, (e->>16)::double precision, (e->>17)::bigint, (e->>18)::bigint, (e->>19)::bigint, \
+        (e->>20)::bigint, (e->>21)::bigint, (e->>22)::bigint, (e->>23)::bigint, (e->>24)::bigint, (e->>25)::bigint, e->>26, e->>27, e->>28, \
+        e->>29, e->>30 FROM jsonb_array_elements(CAST($1 AS jsonb)) AS t(e) ON CONFLICT (id) DO NOTHING";
+    let mut stored = 0;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut i = 0;
+    while i < rows.len() {
+        buf.clear();
+        buf.push(b'[');
+        while i < rows.len() && (buf.len() == 1 || buf.len() < PG_STATEMENT_BYTES) {
+            if buf.len() > 1 {
+                buf.push(b',');
+            }
+            push_json_row(&mut buf, &rows[i]);
+            i += 1;
+        }
+        buf.push(b']');
+        // Only strings, integers and finite numbers were written: valid UTF-8.
+        let json = String::from_utf8_lossy(&buf).into_owned();
+        stored += sqlx::query(SQL)
+            .bind(json)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    }
+    Ok(stored)
+}
+
+/// One row as a JSON array, in `insert_json_pg`'s column order.
+fn push_json_row(out: &mut Vec<u8>, r: &LogRow) {
+    use std::io::Write;
+    let mut first = true;
+    let mut sep = |out: &mut Vec<u8>| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+    };
+    // Writing JSON into a Vec cannot fail.
+    let mut text = |out: &mut Vec<u8>, v: Option<&str>| {
+        sep(out);
+        let _ = serde_json::to_writer(&mut *out, &v);
+    };
+    out.push(b'[');
+    text(out, Some(&r.id));
+    text(out, Some(&r.org_id));
+    text(out, r.project_id.as_deref());
+    text(out, r.api_key_id.as_deref());
+    text(out, Some(&r.model));
+    text(out, Some(&r.provider_type));
+    text(out, Some(&r.credential_name));
+    text(out, Some(&r.route));
+    let nums = |out: &mut Vec<u8>, v: &[i64]| {
+        for n in v {
+            let _ = write!(out, ",{n}");
+        }
+    };
+    nums(out, &[r.status]);
+    text(out, Some(&r.error_type));
+    text(out, Some(&r.error_message));
+    nums(
+        out,
+        &[
+            r.prompt_tokens,
+            r.completion_tokens,
+            r.cached_tokens,
+            r.cache_write_tokens,
+            r.reasoning_tokens,
+        ],
+    );
+    out.push(b',');
+    let _ = serde_json::to_writer(&mut *out, &r.cost_usd);
+    nums(
+        out,
+        &[
+            r.latency_ms,
+            r.ttft_ms,
+            latency_bucket(r.latency_ms.max(0) as u64),
+            ttft_bucket(r.ttft_ms),
+            r.attempts,
+            i64::from(r.cache_hit),
+            i64::from(r.stream),
+            r.started_at,
+            r.finished_at,
+        ],
+    );
+    text(out, Some(&r.node_id));
+    text(out, Some(&r.request_id));
+    text(out, Some(&r.attempts_json));
+    text(out, r.input.as_deref());
+    text(out, r.output.as_deref());
+    out.push(b']');
 }
 
 fn row(r: &sqlx::any::AnyRow, full: bool) -> DbResult<LogRow> {

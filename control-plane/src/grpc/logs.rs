@@ -21,7 +21,15 @@ pub struct LogSvc {
 const MAX_PAYLOAD: usize = 1024 * 1024;
 const MAX_BATCH: usize = 5_000;
 
+/// `s` cut to at most `max` bytes on a character boundary, with NUL characters replaced by
+/// U+FFFD: PostgreSQL's text cannot hold them, and one would fail its whole batch there (and
+/// the node would resend it forever).
 fn clip(s: String, max: usize) -> String {
+    let s = if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s
+    };
     if s.len() <= max {
         return s;
     }
@@ -92,9 +100,13 @@ pub async fn store(
     let _turn = st.db().write_turn().await;
     let mut tx = st.db().begin().await?;
     let mut stored = 0u64;
-    let backend = st.db().backend();
-    for chunk in rows.chunks(db::logs::rows_per_insert(backend)) {
-        stored += db::logs::insert_batch(&mut *tx, backend, chunk).await?;
+    match st.db().backend() {
+        db::Backend::Postgres => stored = db::logs::insert_json_pg(&mut tx, &rows).await?,
+        db::Backend::Sqlite => {
+            for chunk in rows.chunks(db::logs::SQLITE_ROWS_PER_INSERT) {
+                stored += db::logs::insert_batch(&mut *tx, chunk).await?;
+            }
+        }
     }
     if stored > 0 {
         db::logs::mark_periods(&mut tx, &rows).await?;

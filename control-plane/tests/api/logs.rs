@@ -52,6 +52,75 @@ fn record(app: &TestApp, i: u64, model: &str, status: u32, started: i64) -> Usag
 }
 
 #[tokio::test]
+async fn ingest_stores_every_field_of_large_and_unusual_records() {
+    // Rows of ≈1.8 MB each: on PostgreSQL they go in several statements (4 MiB of rows each).
+    let app = TestApp::spawn().await;
+    let st = &app.running.as_ref().unwrap().state;
+    let now = st.now_ms();
+    let big = |i: u64, c: char| {
+        json!({"messages": [{"role": "user", "content": c.to_string().repeat(900_000)}], "n": i})
+            .to_string()
+    };
+    let mut recs: Vec<UsageRecord> = (0..5)
+        .map(|i| UsageRecord {
+            input_json: big(i, 'a'),
+            output_json: big(i, 'b'),
+            ..record(&app, i, "gpt-4o", 200, now - 10 + i as i64)
+        })
+        .collect();
+    // Every field set, text with quotes, backslashes, non-ASCII and a NUL (PostgreSQL's text
+    // cannot hold one: it is stored as U+FFFD).
+    let odd = UsageRecord {
+        model: "gpt\0x-é".into(),
+        api_key_id: String::new(),
+        status: 429,
+        error_type: "rate_limited".into(),
+        error_message: "slow \"down\" \\ now 🐢".into(),
+        prompt_tokens: 123_456_789_012,
+        completion_tokens: 7,
+        cached_tokens: 5,
+        cache_write_tokens: 3,
+        reasoning_tokens: 2,
+        cost_usd: 0.000_012_5,
+        latency_ms: 4_321,
+        ttft_ms: 0,
+        attempts: 3,
+        cache_hit: true,
+        stream: true,
+        request_id: "req-odd".into(),
+        attempts_json: r#"[{"credential":"a","status":429}]"#.into(),
+        input_json: r#"{"messages":[{"role":"user","content":"say \"hi\" \\ ünïcode"}]}"#.into(),
+        output_json: String::new(),
+        ..record(&app, 9, "gpt-4o", 429, now)
+    };
+    recs.push(odd.clone());
+    let (stored, dup) = control_plane::grpc::logs::store(st, recs.clone())
+        .await
+        .unwrap();
+    assert_eq!((stored, dup), (6, 0));
+    let (stored, dup) = control_plane::grpc::logs::store(st, recs.clone())
+        .await
+        .unwrap();
+    assert_eq!((stored, dup), (0, 6), "a resent batch stores nothing twice");
+    for r in &recs {
+        let got = control_plane::db::logs::get(st.db().pool(), &app.project_id, &r.id)
+            .await
+            .unwrap()
+            .unwrap();
+        let want = control_plane::grpc::logs::to_row(r.clone()).unwrap();
+        assert_eq!(got, want, "record {}", r.request_id);
+    }
+    let got = control_plane::db::logs::get(st.db().pool(), &app.project_id, &odd.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.model, "gpt\u{FFFD}x-é");
+    assert_eq!(got.api_key_id, None);
+    assert_eq!(got.output, None);
+    assert_eq!(got.prompt_tokens, 123_456_789_012);
+}
+
+#[tokio::test]
 async fn ingest_is_idempotent_and_logs_page_and_filter() {
     let app = TestApp::spawn().await;
     let st = &app.running.as_ref().unwrap().state;
