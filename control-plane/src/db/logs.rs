@@ -159,11 +159,9 @@ pub async fn insert_json_pg(conn: &mut sqlx::AnyConnection, rows: &[LogRow]) -> 
         (e->>20)::bigint, (e->>21)::bigint, (e->>22)::bigint, (e->>23)::bigint, (e->>24)::bigint, (e->>25)::bigint, e->>26, e->>27, e->>28, \
         e->>29, e->>30 FROM jsonb_array_elements(CAST($1 AS jsonb)) AS t(e) ON CONFLICT (id) DO NOTHING";
     let mut stored = 0;
-    let mut buf: Vec<u8> = Vec::new();
     let mut i = 0;
     while i < rows.len() {
-        buf.clear();
-        buf.push(b'[');
+        let mut buf: Vec<u8> = vec![b'['];
         while i < rows.len() && (buf.len() == 1 || buf.len() < PG_STATEMENT_BYTES) {
             if buf.len() > 1 {
                 buf.push(b',');
@@ -172,8 +170,9 @@ pub async fn insert_json_pg(conn: &mut sqlx::AnyConnection, rows: &[LogRow]) -> 
             i += 1;
         }
         buf.push(b']');
-        // Only strings, integers and finite numbers were written: valid UTF-8.
-        let json = String::from_utf8_lossy(&buf).into_owned();
+        // Only JSON strings and numbers were written: valid UTF-8 (the fallback never runs).
+        let json = String::from_utf8(buf)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         stored += sqlx::query(SQL)
             .bind(json)
             .execute(&mut *conn)
