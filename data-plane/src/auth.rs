@@ -40,6 +40,27 @@ pub struct Caller<'s> {
     pub temp: Option<tempcred::Claims>,
 }
 
+impl Caller<'_> {
+    /// Whether the caller may use `model`: a temporary credential may be limited to some.
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.temp
+            .as_ref()
+            .and_then(|t| t.mdl.as_ref())
+            .is_none_or(|allowed| allowed.iter().any(|m| m == model))
+    }
+
+    /// `allows_model`, as the 403 a call for another model gets.
+    pub fn check_model(&self, model: &str) -> Result<(), ProxyError> {
+        match self.temp.as_ref().and_then(|t| t.mdl.as_ref()) {
+            Some(allowed) if !self.allows_model(model) => Err(ProxyError::forbidden(format!(
+                "This temporary credential is limited to {}.",
+                allowed.join(", ")
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
 pub fn authenticate<'s>(snap: &'s Snapshot, headers: &HeaderMap) -> Result<Caller<'s>, ProxyError> {
     let Some(token) = presented_key(headers) else {
         return Err(ProxyError::unauthorized(

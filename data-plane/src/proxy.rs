@@ -276,14 +276,7 @@ async fn run(
     };
     let body = chat;
     let client_body = native.as_ref().unwrap_or(&body);
-    if let Some(allowed) = caller.temp.as_ref().and_then(|t| t.mdl.as_ref())
-        && !allowed.contains(&model)
-    {
-        return Err(ProxyError::forbidden(format!(
-            "This temporary credential is limited to {}.",
-            allowed.join(", ")
-        )));
-    }
+    caller.check_model(&model)?;
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     // Anthropic-format clients always get usage (message_start / message_delta).
     let include_usage = client == ClientFormat::Anthropic

@@ -29,9 +29,7 @@ fn available(node: &Node, headers: &HeaderMap) -> Result<Vec<Value>, ProxyError>
             seen.entry(m.clone()).or_insert_with(|| json!({"id": m, "object": "model", "created": created, "owned_by": cred.provider_type}));
         }
     }
-    if let Some(allowed) = key.temp.as_ref().and_then(|t| t.mdl.as_ref()) {
-        seen.retain(|m, _| allowed.contains(m));
-    }
+    seen.retain(|m, _| key.allows_model(m));
     Ok(seen.into_values().collect())
 }
 

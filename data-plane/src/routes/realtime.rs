@@ -111,14 +111,7 @@ async fn prepare(
         .model
         .filter(|m| !m.trim().is_empty())
         .unwrap_or_else(|| DEFAULT_MODEL.to_string());
-    if let Some(allowed) = caller.temp.as_ref().and_then(|t| t.mdl.as_ref())
-        && !allowed.contains(&model)
-    {
-        return Err(ProxyError::forbidden(format!(
-            "This temporary credential is limited to {}.",
-            allowed.join(", ")
-        )));
-    }
+    caller.check_model(&model)?;
     let endpoint = headers
         .get("x-bt-endpoint-name")
         .and_then(|v| v.to_str().ok())
