@@ -170,10 +170,10 @@ impl Metrics {
         }
         if r.usage.prompt_tokens > 0 || r.usage.completion_tokens > 0 {
             with(&mut m.tokens, key(b, &["input", provider, model]), |n| {
-                *n += r.usage.prompt_tokens
+                *n = n.saturating_add(r.usage.prompt_tokens)
             });
             with(&mut m.tokens, key(b, &["output", provider, model]), |n| {
-                *n += r.usage.completion_tokens
+                *n = n.saturating_add(r.usage.completion_tokens)
             });
         }
         if r.cost_usd > 0.0 {

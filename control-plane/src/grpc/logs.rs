@@ -46,12 +46,19 @@ fn opt(s: String) -> Option<String> {
     if s.is_empty() { None } else { Some(s) }
 }
 
+/// A record's token counts are stored up to this. No call uses four billion tokens, and the usage
+/// sums (64-bit, in SQL) then hold for billions of rows: one broken or hostile upstream reporting
+/// `u64::MAX` tokens would otherwise overflow every sum over its rows, failing the usage query
+/// and the rollups of that period.
+pub const MAX_RECORD_TOKENS: u64 = u32::MAX as u64;
+
 pub fn to_row(r: pb::UsageRecord) -> Option<LogRow> {
     uuid::Uuid::parse_str(&r.id).ok()?;
     if r.org_id.is_empty() {
         return None;
     }
     let n = |v: u64| v.min(i64::MAX as u64) as i64;
+    let tokens = |v: u64| v.min(MAX_RECORD_TOKENS) as i64;
     Some(LogRow {
         id: r.id,
         org_id: clip(r.org_id, 64),
@@ -64,11 +71,11 @@ pub fn to_row(r: pb::UsageRecord) -> Option<LogRow> {
         status: i64::from(r.status),
         error_type: clip(r.error_type, 64),
         error_message: clip(r.error_message, 2000),
-        prompt_tokens: n(r.prompt_tokens),
-        completion_tokens: n(r.completion_tokens),
-        cached_tokens: n(r.cached_tokens),
-        cache_write_tokens: n(r.cache_write_tokens),
-        reasoning_tokens: n(r.reasoning_tokens),
+        prompt_tokens: tokens(r.prompt_tokens),
+        completion_tokens: tokens(r.completion_tokens),
+        cached_tokens: tokens(r.cached_tokens),
+        cache_write_tokens: tokens(r.cache_write_tokens),
+        reasoning_tokens: tokens(r.reasoning_tokens),
         cost_usd: if r.cost_usd.is_finite() && r.cost_usd >= 0.0 {
             r.cost_usd
         } else {

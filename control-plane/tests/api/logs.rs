@@ -277,6 +277,59 @@ async fn usage_aggregates_by_group() {
 }
 
 #[tokio::test]
+async fn absurd_token_counts_are_capped_so_usage_sums_hold() {
+    // An upstream that reports u64::MAX tokens: the node passes the number on; stored as is,
+    // two such rows overflow the 64-bit sums of the usage query and the rollups.
+    let app = TestApp::spawn().await;
+    let st = &app.running.as_ref().unwrap().state;
+    let now = st.now_ms();
+    let day = 86_400_000;
+    let recs: Vec<UsageRecord> = [now - 2 * day, now - 2 * day + 1, now - 1000, now - 999]
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut r = record(&app, i as u64, "gpt-4o", 200, t);
+            r.prompt_tokens = u64::MAX;
+            r.completion_tokens = u64::MAX - 1;
+            r.cached_tokens = u64::MAX;
+            r.reasoning_tokens = u64::MAX;
+            r
+        })
+        .collect();
+    control_plane::grpc::logs::store(st, recs).await.unwrap();
+    let cap = control_plane::grpc::logs::MAX_RECORD_TOKENS as i64;
+    let check = |u: &serde_json::Value| {
+        let t = &u["totals"];
+        assert_eq!(t["requests"], 4, "{u}");
+        for f in [
+            "prompt_tokens",
+            "completion_tokens",
+            "cached_tokens",
+            "reasoning_tokens",
+        ] {
+            assert_eq!(t[f].as_i64(), Some(4 * cap), "{f}: {u}");
+        }
+        assert_eq!(t["total_tokens"].as_i64(), Some(8 * cap), "{u}");
+    };
+    // From the logs, then with the ended day rolled up.
+    for pass in 0..2 {
+        if pass == 1 {
+            control_plane::service::rollup::run_pass(st).await.unwrap();
+        }
+        for g in ["model", "day", "hour"] {
+            let (s, u) = app
+                .get(&format!(
+                    "/api/v1/orgs/{}/usage?group_by={g}&from=0",
+                    app.org_id
+                ))
+                .await;
+            assert_eq!(s, StatusCode::OK, "{g}: {u}");
+            check(&u);
+        }
+    }
+}
+
+#[tokio::test]
 async fn retention_deletes_old_logs() {
     let mut app = TestApp::spawn().await;
     app.stop().await;

@@ -562,3 +562,31 @@ proptest! {
         drive(&mut llm::anthropic::IngressStream::new("m", "msg_1"), &bytes, &cuts)?;
     }
 }
+
+/// Token counts at the top of `u64` (a broken upstream; the property above found it) saturate
+/// instead of overflowing: a panic in a debug build, a wrapped-around total in a release build.
+#[test]
+fn huge_usage_counts_saturate() {
+    let max = u64::MAX;
+    let ctx = resp_ctx(None);
+    let anthropic = serde_json::json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+        "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+        "usage": {"input_tokens": max, "output_tokens": max, "cache_read_input_tokens": max, "cache_creation_input_tokens": max}});
+    let bedrock = serde_json::json!({"output": {"message": {"role": "assistant", "content": [{"text": "hi"}]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": max, "outputTokens": max, "totalTokens": max, "cacheReadInputTokens": max, "cacheWriteInputTokens": max}});
+    let gemini = serde_json::json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "hi"}]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": max, "toolUsePromptTokenCount": max, "candidatesTokenCount": max, "thoughtsTokenCount": max}});
+    let results = [
+        llm::anthropic::response_to_chat(anthropic.to_string().as_bytes(), &ctx),
+        llm::bedrock::response_to_chat(bedrock.to_string().as_bytes(), &ctx),
+        llm::gemini::response_to_chat(gemini.to_string().as_bytes(), &ctx),
+    ];
+    for r in results {
+        let (v, u) = r.unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (max, max), "{v}");
+        assert_eq!(v["usage"]["total_tokens"].as_u64(), Some(max), "{v}");
+        let back = llm::anthropic::ingress_response_from_chat(&v, "m");
+        assert_eq!(back["usage"]["output_tokens"].as_u64(), Some(max), "{back}");
+    }
+}

@@ -363,9 +363,9 @@ async fn relay(mut s: Session, client: WebSocket, upstream: Upstream) {
                     from_upstream += 1;
                     if let tungstenite::Message::Text(t) = &m
                         && let Some(u) = usage_of(t.as_str()) {
-                            usage.prompt_tokens += u.prompt_tokens;
-                            usage.completion_tokens += u.completion_tokens;
-                            usage.cached_tokens += u.cached_tokens;
+                            usage.prompt_tokens = usage.prompt_tokens.saturating_add(u.prompt_tokens);
+                            usage.completion_tokens = usage.completion_tokens.saturating_add(u.completion_tokens);
+                            usage.cached_tokens = usage.cached_tokens.saturating_add(u.cached_tokens);
                         }
                     let closing = matches!(m, tungstenite::Message::Close(_));
                     if let Some(m) = to_client(m)

@@ -229,7 +229,7 @@ fn stop_reason(finish: &str) -> &'static str {
 }
 
 fn anthropic_usage(u: &Usage) -> Value {
-    json!({"input_tokens": u.prompt_tokens.saturating_sub(u.cached_tokens + u.cache_write_tokens), "output_tokens": u.completion_tokens,
+    json!({"input_tokens": u.prompt_tokens.saturating_sub(u.cached_tokens.saturating_add(u.cache_write_tokens)), "output_tokens": u.completion_tokens,
         "cache_read_input_tokens": u.cached_tokens, "cache_creation_input_tokens": u.cache_write_tokens})
 }
 

@@ -15,7 +15,7 @@ pub fn usage_of(u: &Value) -> Usage {
         n("cache_creation_input_tokens"),
     );
     Usage {
-        prompt_tokens: input + read + write,
+        prompt_tokens: input.saturating_add(read).saturating_add(write),
         completion_tokens: n("output_tokens"),
         cached_tokens: read,
         cache_write_tokens: write,

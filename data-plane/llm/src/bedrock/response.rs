@@ -10,7 +10,7 @@ pub fn usage_of(u: &Value) -> Usage {
     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
     let (read, write) = (n("cacheReadInputTokens"), n("cacheWriteInputTokens"));
     Usage {
-        prompt_tokens: n("inputTokens") + read + write,
+        prompt_tokens: n("inputTokens").saturating_add(read).saturating_add(write),
         completion_tokens: n("outputTokens"),
         cached_tokens: read,
         cache_write_tokens: write,

@@ -13,8 +13,8 @@ pub fn usage_of(u: &Value) -> Usage {
     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
     let thoughts = n("thoughtsTokenCount");
     Usage {
-        prompt_tokens: n("promptTokenCount") + n("toolUsePromptTokenCount"),
-        completion_tokens: n("candidatesTokenCount") + thoughts,
+        prompt_tokens: n("promptTokenCount").saturating_add(n("toolUsePromptTokenCount")),
+        completion_tokens: n("candidatesTokenCount").saturating_add(thoughts),
         cached_tokens: n("cachedContentTokenCount"),
         cache_write_tokens: 0,
         reasoning_tokens: thoughts,
