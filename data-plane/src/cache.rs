@@ -12,11 +12,14 @@
 //!   AES-256-GCM under a key derived (HKDF) from a node-token secret, the caller's scope and the
 //!   request hash — readable only by a node that sees the same request in the same scope.
 //! - **Where**: in memory (bounded, oldest evicted first) or, when `AIPROXY_REDIS_URL` is set,
-//!   Redis shared by all nodes. A cache failure is a miss, never an error.
+//!   Redis shared by all nodes. A cache failure is a miss, never an error. Writes run in the
+//!   background; until one has run its entry is held here and read from here, so a repeat on
+//!   this node right after the answer hits.
 
 mod store;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName};
@@ -260,6 +263,9 @@ mod b64 {
 pub struct Cache {
     store: Arc<dyn CacheStore>,
     secret: [u8; 32],
+    /// Entries handed to a background `put` and not yet written, by id: a request repeated on
+    /// this node right after the answer finds them here, however late the write task runs.
+    pending: Mutex<HashMap<String, Arc<Entry>>>,
 }
 
 impl Cache {
@@ -271,6 +277,7 @@ impl Cache {
                 node_token.as_bytes(),
                 b"response-cache",
             ),
+            pending: Mutex::default(),
         }
     }
 
@@ -280,9 +287,15 @@ impl Cache {
 
     /// A fresh entry for this key, if any (expired, too old or undecryptable entries miss).
     pub async fn get(&self, k: &Key, now_ms: i64, max_age_secs: Option<u64>) -> Option<Entry> {
-        let sealed = self.store.get(&k.id).await?;
-        let plain = self.seal_key(k).open(&sealed, k.id.as_bytes()).ok()?;
-        let e: Entry = serde_json::from_slice(&plain).ok()?;
+        let held = self.pending.lock().ok().and_then(|p| p.get(&k.id).cloned());
+        let e = match held {
+            Some(e) => Entry::clone(&e),
+            None => {
+                let sealed = self.store.get(&k.id).await?;
+                let plain = self.seal_key(k).open(&sealed, k.id.as_bytes()).ok()?;
+                serde_json::from_slice(&plain).ok()?
+            }
+        };
         let age = (now_ms - e.created_ms).max(0) as u64 / 1000;
         if age >= e.ttl_secs || max_age_secs.is_some_and(|m| age > m) {
             return None;
@@ -290,7 +303,26 @@ impl Cache {
         Some(e)
     }
 
-    pub async fn put(&self, k: &Key, e: &Entry) {
+    /// Makes `e` visible to `get` on this node now; `put`, run in the background, writes it to
+    /// the store and lets go of it.
+    pub fn hold(&self, k: &Key, e: &Arc<Entry>) {
+        if e.body.len() <= MAX_ENTRY_BYTES
+            && let Ok(mut p) = self.pending.lock()
+        {
+            p.insert(k.id.clone(), e.clone());
+        }
+    }
+
+    pub async fn put(&self, k: &Key, e: &Arc<Entry>) {
+        self.write(k, e).await;
+        if let Ok(mut p) = self.pending.lock()
+            && p.get(&k.id).is_some_and(|held| Arc::ptr_eq(held, e))
+        {
+            p.remove(&k.id);
+        }
+    }
+
+    async fn write(&self, k: &Key, e: &Entry) {
         if e.body.len() > MAX_ENTRY_BYTES {
             return;
         }
@@ -483,7 +515,7 @@ mod tests {
             &HeaderMap::new(),
             &json!({"q": 1}),
         );
-        let e = Entry {
+        let e = Arc::new(Entry {
             created_ms: clock.0.load(Ordering::SeqCst),
             ttl_secs: 10,
             content_type: "application/json".into(),
@@ -492,7 +524,7 @@ mod tests {
             stream: false,
             usage: Default::default(),
             body: b"the answer text".to_vec(),
-        };
+        });
         cache.put(&k, &e).await;
         let raw = store.get(&k.id).await.unwrap();
         assert!(
@@ -523,6 +555,62 @@ mod tests {
         // Another node token cannot read it.
         let other = Cache::new(store, "other-token");
         assert!(other.get(&k, 1_000_000, None).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn held_entries_hit_before_their_write_and_are_let_go_after_it() {
+        let store = Arc::new(MemoryStore::new(1 << 20));
+        let cache = Cache::new(store.clone(), "node-token");
+        let k = key(
+            RouteKind::Chat,
+            "o",
+            None,
+            None,
+            &HeaderMap::new(),
+            &json!({"q": 2}),
+        );
+        let entry = |body: &[u8]| {
+            Arc::new(Entry {
+                created_ms: 1_000_000,
+                ttl_secs: 10,
+                content_type: "application/json".into(),
+                used_endpoint: "E".into(),
+                provider: "openai".into(),
+                stream: false,
+                usage: Default::default(),
+                body: body.to_vec(),
+            })
+        };
+        let body = |e: Option<Entry>| e.map(|e| e.body);
+        let first = entry(b"first");
+        cache.hold(&k, &first);
+        assert!(store.get(&k.id).await.is_none(), "not written yet");
+        assert_eq!(
+            body(cache.get(&k, 1_000_001, None).await).as_deref(),
+            Some(&b"first"[..])
+        );
+        assert!(
+            cache.get(&k, 1_010_000, None).await.is_none(),
+            "a held entry expires as a stored one does"
+        );
+        // A newer answer held while the older write runs: that write does not drop it.
+        let second = entry(b"second");
+        cache.hold(&k, &second);
+        cache.put(&k, &first).await;
+        assert_eq!(
+            body(cache.get(&k, 1_000_001, None).await).as_deref(),
+            Some(&b"second"[..])
+        );
+        cache.put(&k, &second).await;
+        assert!(
+            cache.pending.lock().unwrap().is_empty(),
+            "let go once written"
+        );
+        assert_eq!(
+            body(cache.get(&k, 1_000_001, None).await).as_deref(),
+            Some(&b"second"[..]),
+            "read back from the store"
+        );
     }
 
     #[test]

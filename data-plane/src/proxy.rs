@@ -86,15 +86,14 @@ impl Call {
         v
     }
 
-    /// Stores a successful answer in the background (never delays the client).
-    /// Stores the answer in the response cache when this call writes to it; `body` is only
-    /// copied then.
+    /// Stores the answer in the response cache when this call writes to it, in the background
+    /// (never delays the client); `body` is only copied then.
     fn store(&self, content_type: &str, stream: bool, body: impl Into<Vec<u8>>) {
         let Some(c) = self.cache.clone().filter(|c| c.write) else {
             return;
         };
         let body = body.into();
-        let entry = crate::cache::Entry {
+        let entry = Arc::new(crate::cache::Entry {
             created_ms: now_ms(),
             ttl_secs: c.ttl_secs,
             content_type: content_type.to_string(),
@@ -103,7 +102,9 @@ impl Call {
             stream,
             usage: self.record.usage,
             body,
-        };
+        });
+        // Held in memory until written: a repeat right after this answer hits on this node.
+        self.node.cache.hold(&c.key, &entry);
         let node = self.node.clone();
         tokio::spawn(async move { node.cache.put(&c.key, &entry).await });
     }

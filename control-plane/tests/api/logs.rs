@@ -76,7 +76,7 @@ async fn ingest_stores_every_field_of_large_and_unusual_records() {
         status: 429,
         error_type: "rate_limited".into(),
         error_message: "slow \"down\" \\ now 🐢".into(),
-        prompt_tokens: 123_456_789_012,
+        prompt_tokens: 4_000_000_000, // over i32::MAX, under the cap
         completion_tokens: 7,
         cached_tokens: 5,
         cache_write_tokens: 3,
@@ -117,7 +117,7 @@ async fn ingest_stores_every_field_of_large_and_unusual_records() {
     assert_eq!(got.model, "gpt\u{FFFD}x-é");
     assert_eq!(got.api_key_id, None);
     assert_eq!(got.output, None);
-    assert_eq!(got.prompt_tokens, 123_456_789_012);
+    assert_eq!(got.prompt_tokens, 4_000_000_000);
 }
 
 #[tokio::test]
