@@ -502,29 +502,33 @@ mod tests {
 
     struct Clock(AtomicI64);
 
-    #[tokio::test]
-    async fn entries_expire_and_are_sealed() {
+    /// A cache in memory and the key of a chat request with this body.
+    fn memory_cache(body: Value) -> (Arc<MemoryStore>, Cache, Key) {
         let store = Arc::new(MemoryStore::new(1 << 20));
         let cache = Cache::new(store.clone(), "node-token");
-        let clock = Clock(AtomicI64::new(1_000_000));
-        let k = key(
-            RouteKind::Chat,
-            "o",
-            None,
-            None,
-            &HeaderMap::new(),
-            &json!({"q": 1}),
-        );
-        let e = Arc::new(Entry {
-            created_ms: clock.0.load(Ordering::SeqCst),
+        let k = key(RouteKind::Chat, "o", None, None, &HeaderMap::new(), &body);
+        (store, cache, k)
+    }
+
+    /// A 10-second JSON entry made at `created_ms`.
+    fn entry(created_ms: i64, body: &[u8]) -> Arc<Entry> {
+        Arc::new(Entry {
+            created_ms,
             ttl_secs: 10,
             content_type: "application/json".into(),
             used_endpoint: "E".into(),
             provider: "openai".into(),
             stream: false,
             usage: Default::default(),
-            body: b"the answer text".to_vec(),
-        });
+            body: body.to_vec(),
+        })
+    }
+
+    #[tokio::test]
+    async fn entries_expire_and_are_sealed() {
+        let (store, cache, k) = memory_cache(json!({"q": 1}));
+        let clock = Clock(AtomicI64::new(1_000_000));
+        let e = entry(clock.0.load(Ordering::SeqCst), b"the answer text");
         cache.put(&k, &e).await;
         let raw = store.get(&k.id).await.unwrap();
         assert!(
@@ -559,30 +563,9 @@ mod tests {
 
     #[tokio::test]
     async fn held_entries_hit_before_their_write_and_are_let_go_after_it() {
-        let store = Arc::new(MemoryStore::new(1 << 20));
-        let cache = Cache::new(store.clone(), "node-token");
-        let k = key(
-            RouteKind::Chat,
-            "o",
-            None,
-            None,
-            &HeaderMap::new(),
-            &json!({"q": 2}),
-        );
-        let entry = |body: &[u8]| {
-            Arc::new(Entry {
-                created_ms: 1_000_000,
-                ttl_secs: 10,
-                content_type: "application/json".into(),
-                used_endpoint: "E".into(),
-                provider: "openai".into(),
-                stream: false,
-                usage: Default::default(),
-                body: body.to_vec(),
-            })
-        };
+        let (store, cache, k) = memory_cache(json!({"q": 2}));
         let body = |e: Option<Entry>| e.map(|e| e.body);
-        let first = entry(b"first");
+        let first = entry(1_000_000, b"first");
         cache.hold(&k, &first);
         assert!(store.get(&k.id).await.is_none(), "not written yet");
         assert_eq!(
@@ -594,7 +577,7 @@ mod tests {
             "a held entry expires as a stored one does"
         );
         // A newer answer held while the older write runs: that write does not drop it.
-        let second = entry(b"second");
+        let second = entry(1_000_000, b"second");
         cache.hold(&k, &second);
         cache.put(&k, &first).await;
         assert_eq!(
