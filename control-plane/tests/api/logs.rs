@@ -266,6 +266,25 @@ async fn usage_aggregates_by_group() {
         (s, e["error"]["field"].as_str()),
         (StatusCode::BAD_REQUEST, Some("group_by"))
     );
+    // Instants at the ends of i64: a clear 400, on the usage query and the logs listing.
+    for q in [
+        "to=-9223372036854775808",
+        "to=9223372036854775807",
+        "from=-9223372036854775807",
+    ] {
+        let field = &q[..q.find('=').unwrap()];
+        for path in [
+            format!("/api/v1/orgs/{}/usage?{q}", app.org_id),
+            format!("/api/v1/projects/{}/logs?{q}", app.project_id),
+        ] {
+            let (s, e) = app.get(&path).await;
+            assert_eq!(
+                (s, e["error"]["field"].as_str()),
+                (StatusCode::BAD_REQUEST, Some(field)),
+                "{path}: {e}"
+            );
+        }
+    }
     let (s, _) = app
         .get(&format!(
             "/api/v1/orgs/{}/usage?project_id={}",
