@@ -264,8 +264,17 @@ fn go_duration_ms(s: &str) -> Option<i64> {
     any.then_some(total.ceil() as i64)
 }
 
-/// How long until a rate-limited credential may be used again, from the provider's headers.
+/// The longest rate-limit wait a provider's headers can impose (a daily quota's reset); a
+/// larger or absurd value (`retry-after-ms: 1e30`) is taken as this.
+pub const MAX_RATE_LIMIT_WAIT_MS: i64 = 86_400_000;
+
+/// How long until a rate-limited credential may be used again, from the provider's headers:
+/// 0 to `MAX_RATE_LIMIT_WAIT_MS`.
 pub fn rate_limit_reset_ms(h: &HeaderMap, now_ms: i64) -> Option<i64> {
+    reset_hint_ms(h, now_ms).map(|ms| ms.clamp(0, MAX_RATE_LIMIT_WAIT_MS))
+}
+
+fn reset_hint_ms(h: &HeaderMap, now_ms: i64) -> Option<i64> {
     let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
     if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
         return Some(ms.ceil() as i64);
@@ -279,7 +288,7 @@ pub fn rate_limit_reset_ms(h: &HeaderMap, now_ms: i64) -> Option<i64> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as i64)
                 .unwrap_or(0);
-            return Some((ms - now_ms).max(0));
+            return Some(ms.saturating_sub(now_ms));
         }
     }
     let resets: Vec<i64> = [
@@ -303,7 +312,7 @@ pub fn rate_limit_reset_ms(h: &HeaderMap, now_ms: i64) -> Option<i64> {
         if let Some(v) = get(n)
             && let Ok(t) = time_rfc3339_ms(v)
         {
-            return Some((t - now_ms).max(0));
+            return Some(t.saturating_sub(now_ms));
         }
     }
     None
@@ -730,13 +739,16 @@ mod tests {
     fn rate_limited_credentials_wait_for_their_reset() {
         let (clock, b) = setup();
         let c = cred("c", 1.0);
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", "2".parse().unwrap());
-        b.begin(&c).fail(&AttemptError::Status {
-            status: http::StatusCode::TOO_MANY_REQUESTS,
-            headers: Box::new(h),
-            body: Default::default(),
-        });
+        let limited = |retry_after_ms: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("retry-after-ms", retry_after_ms.parse().unwrap());
+            AttemptError::Status {
+                status: http::StatusCode::TOO_MANY_REQUESTS,
+                headers: Box::new(h),
+                body: Default::default(),
+            }
+        };
+        b.begin(&c).fail(&limited("2000"));
         assert_eq!(
             b.availability(&c),
             Err(Unavailable::RateLimited {
@@ -750,6 +762,14 @@ mod tests {
         );
         clock.0.fetch_add(2000, Ordering::SeqCst);
         assert!(b.availability(&c).is_ok());
+        // An absurd wait is a day's, not an overflow.
+        b.begin(&c).fail(&limited("1e30"));
+        assert_eq!(
+            b.availability(&c),
+            Err(Unavailable::RateLimited {
+                until_ms: clock.now_ms() + MAX_RATE_LIMIT_WAIT_MS
+            })
+        );
     }
 
     #[test]
@@ -771,6 +791,25 @@ mod tests {
         assert_eq!(go_duration_ms("1h2m3.5s"), Some(3_723_500));
         assert_eq!(go_duration_ms("nope"), None);
         assert_eq!(rate_limit_reset_ms(&HeaderMap::new(), 0), None);
+        // Absurd values are bounded (`now + reset` overflowed on i64::MAX); past dates are 0.
+        for (name, v, want) in [
+            ("retry-after-ms", "1e30", MAX_RATE_LIMIT_WAIT_MS),
+            ("retry-after", "-5", 0),
+            ("x-ratelimit-reset", "99999999999h", MAX_RATE_LIMIT_WAIT_MS),
+            (
+                "anthropic-ratelimit-tokens-reset",
+                "1999-01-01T00:00:00Z",
+                0,
+            ),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(name, v.parse().unwrap());
+            assert_eq!(
+                rate_limit_reset_ms(&h, 1_735_689_600_000),
+                Some(want),
+                "{name}: {v}"
+            );
+        }
     }
 
     #[test]
