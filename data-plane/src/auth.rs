@@ -41,17 +41,20 @@ pub struct Caller<'s> {
 }
 
 impl Caller<'_> {
-    /// Whether the caller may use `model`: a temporary credential may be limited to some.
+    /// The models a temporary credential is limited to, if it is.
+    fn model_limit(&self) -> Option<&Vec<String>> {
+        self.temp.as_ref().and_then(|t| t.mdl.as_ref())
+    }
+
+    /// Whether the caller may use `model`.
     pub fn allows_model(&self, model: &str) -> bool {
-        self.temp
-            .as_ref()
-            .and_then(|t| t.mdl.as_ref())
+        self.model_limit()
             .is_none_or(|allowed| allowed.iter().any(|m| m == model))
     }
 
     /// `allows_model`, as the 403 a call for another model gets.
     pub fn check_model(&self, model: &str) -> Result<(), ProxyError> {
-        match self.temp.as_ref().and_then(|t| t.mdl.as_ref()) {
+        match self.model_limit() {
             Some(allowed) if !self.allows_model(model) => Err(ProxyError::forbidden(format!(
                 "This temporary credential is limited to {}.",
                 allowed.join(", ")

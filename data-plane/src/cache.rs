@@ -243,6 +243,13 @@ pub struct Entry {
     pub body: Vec<u8>,
 }
 
+impl Entry {
+    /// Small enough to cache (`MAX_ENTRY_BYTES`).
+    fn storable(&self) -> bool {
+        self.body.len() <= MAX_ENTRY_BYTES
+    }
+}
+
 mod b64 {
     use base64::Engine;
     use serde::{Deserialize, Deserializer, Serializer};
@@ -306,7 +313,7 @@ impl Cache {
     /// Makes `e` visible to `get` on this node now; `put`, run in the background, writes it to
     /// the store and lets go of it.
     pub fn hold(&self, k: &Key, e: &Arc<Entry>) {
-        if e.body.len() <= MAX_ENTRY_BYTES
+        if e.storable()
             && let Ok(mut p) = self.pending.lock()
         {
             p.insert(k.id.clone(), e.clone());
@@ -323,7 +330,7 @@ impl Cache {
     }
 
     async fn write(&self, k: &Key, e: &Entry) {
-        if e.body.len() > MAX_ENTRY_BYTES {
+        if !e.storable() {
             return;
         }
         let Ok(plain) = serde_json::to_vec(e) else {
