@@ -183,7 +183,21 @@ impl Db {
         }
     }
 
+    /// Begins a transaction that may write. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`, waiting up to busy_timeout for it): a deferred transaction that
+    /// reads and then writes fails at once with "database is locked" when another connection
+    /// (this process's pool, another replica, `rotate-master-key`) committed in between, and
+    /// busy_timeout does not cover that upgrade.
     pub async fn begin(&self) -> DbResult<Tx> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// Begins a transaction that only reads: one consistent view, and on SQLite no write lock,
+    /// so writers go on meanwhile.
+    pub async fn begin_read(&self) -> DbResult<Tx> {
         Ok(self.pool.begin().await?)
     }
 
@@ -328,5 +342,50 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(i(&r, "x").unwrap(), 7);
+    }
+
+    /// A transaction that reads, then writes after another connection (here: a second process's
+    /// pool on the same file, as a second replica or `rotate-master-key` would be) committed in
+    /// between, commits; the other writer waits for it instead of either failing.
+    #[tokio::test]
+    async fn sqlite_write_transactions_survive_a_commit_from_another_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/two.db?mode=rwc", dir.path().display());
+        let (a, b) = (
+            Db::connect(&url).await.unwrap(),
+            Db::connect(&url).await.unwrap(),
+        );
+        sqlx::query("CREATE TABLE t (x BIGINT)")
+            .execute(a.pool())
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t (x) VALUES (1)")
+            .execute(a.pool())
+            .await
+            .unwrap();
+        let mut tx = a.begin().await.unwrap();
+        let r = sqlx::query("SELECT SUM(x) AS n FROM t")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(i(&r, "n").unwrap(), 1);
+        let other = tokio::spawn(async move {
+            sqlx::query("INSERT INTO t (x) VALUES (10)")
+                .execute(b.pool())
+                .await
+                .map(|_| ())
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        sqlx::query("INSERT INTO t (x) VALUES (100)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        other.await.unwrap().unwrap();
+        let r = sqlx::query("SELECT SUM(x) AS n FROM t")
+            .fetch_one(a.pool())
+            .await
+            .unwrap();
+        assert_eq!(i(&r, "n").unwrap(), 111);
     }
 }

@@ -655,8 +655,8 @@ pub async fn count_dirty(db: &super::Db, now: i64) -> DbResult<i64> {
 pub async fn roll_up(db: &super::Db, org_id: &str, level: Level, period: i64) -> DbResult<bool> {
     let _turn = db.write_turn().await;
     let mut tx = db.begin().await?;
-    // A write first: SQLite's write lock is taken up front (no read-to-write upgrade), and on
-    // PostgreSQL the mark's row lock makes an ingest marking this period wait for this commit.
+    // A write first: on PostgreSQL the mark's row lock makes an ingest marking this period wait
+    // for this commit (on SQLite `begin` already holds the write lock).
     let Some(r) = sqlx::query(
         "UPDATE usage_dirty SET gen = gen WHERE org_id = $1 AND level = $2 AND period = $3 RETURNING gen",
     )

@@ -205,7 +205,7 @@ async fn timed_build(st: &AppState) -> Result<(BuiltSnapshot, Duration), db::DbE
 /// Builds a snapshot in one read transaction (repeatable read on Postgres).
 pub async fn build(st: &AppState) -> Result<BuiltSnapshot, db::DbError> {
     let t0 = std::time::Instant::now();
-    let mut tx = st.db().begin().await?;
+    let mut tx = st.db().begin_read().await?;
     if st.db().backend() == db::Backend::Postgres {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             .execute(&mut *tx)
