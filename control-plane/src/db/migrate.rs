@@ -1,6 +1,8 @@
 //! Schema migrations, embedded in the binary: one numbered file per change, per backend, applied
 //! in order at startup and by `migrate`, each in its own transaction and recorded in
-//! `schema_migrations`. On Postgres an advisory lock keeps two replicas from migrating at once.
+//! `schema_migrations`. On Postgres an advisory lock keeps two replicas from migrating at once;
+//! on SQLite each migration's transaction takes the write lock first and skips a migration
+//! another process applied meanwhile.
 //! Migrations are additive (new tables, new nullable columns), so an older replica keeps working
 //! while a newer one migrates.
 
@@ -76,7 +78,20 @@ async fn apply(db: &Db, conn: &mut sqlx::pool::PoolConnection<sqlx::Any>) -> DbR
         } else {
             m.sqlite
         };
-        let mut tx = sqlx::Connection::begin(&mut **conn).await?;
+        // On SQLite another process may be migrating the same file (PostgreSQL has the
+        // advisory lock): take the write lock first, then look again.
+        let mut tx = match db.backend() {
+            Backend::Sqlite => sqlx::Connection::begin_with(&mut **conn, "BEGIN IMMEDIATE").await?,
+            Backend::Postgres => sqlx::Connection::begin(&mut **conn).await?,
+        };
+        let done = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
+            .bind(m.version)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if done.is_some() {
+            tx.rollback().await?;
+            continue;
+        }
         for stmt in statements(sql) {
             sqlx::query(sqlx::AssertSqlSafe(stmt))
                 .execute(&mut *tx)
@@ -145,5 +160,34 @@ mod tests {
         assert!(
             statements("-- c\nCREATE TABLE a (x BIGINT);\nINSERT INTO a VALUES (1);\n").len() == 2
         );
+    }
+
+    /// Two processes starting on the same new SQLite file at once (`standalone` and a `serve`
+    /// replica, say) both come up: each migration is applied once, by whichever gets there
+    /// first, and the other sees it done.
+    #[tokio::test]
+    async fn two_processes_migrating_one_new_sqlite_file_at_once_both_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/race.db?mode=rwc", dir.path().display());
+        let (a, b) = (
+            Db::connect(&url).await.unwrap(),
+            Db::connect(&url).await.unwrap(),
+        );
+        let (ra, rb) = tokio::join!(run(&a), run(&b));
+        let (na, nb) = (ra.unwrap(), rb.unwrap());
+        assert_eq!(na + nb, MIGRATIONS.len(), "applied {na} + {nb}");
+        let rows = sqlx::query("SELECT version FROM schema_migrations ORDER BY version")
+            .fetch_all(a.pool())
+            .await
+            .unwrap();
+        let versions: Vec<i64> = rows
+            .iter()
+            .map(|r| super::super::i(r, "version").unwrap())
+            .collect();
+        assert_eq!(
+            versions,
+            MIGRATIONS.iter().map(|m| m.version).collect::<Vec<_>>()
+        );
+        assert_eq!(run(&b).await.unwrap(), 0);
     }
 }
