@@ -283,6 +283,18 @@ impl DbError {
     }
 }
 
+/// Two pools on one new SQLite file, as two processes (replicas, a CLI command) would hold.
+#[cfg(test)]
+pub(crate) async fn two_sqlite_pools() -> (tempfile::TempDir, Db, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/shared.db?mode=rwc", dir.path().display());
+    let (a, b) = (
+        Db::connect(&url).await.unwrap(),
+        Db::connect(&url).await.unwrap(),
+    );
+    (dir, a, b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,12 +361,7 @@ mod tests {
     /// between, commits; the other writer waits for it instead of either failing.
     #[tokio::test]
     async fn sqlite_write_transactions_survive_a_commit_from_another_connection() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/two.db?mode=rwc", dir.path().display());
-        let (a, b) = (
-            Db::connect(&url).await.unwrap(),
-            Db::connect(&url).await.unwrap(),
-        );
+        let (_dir, a, b) = two_sqlite_pools().await;
         sqlx::query("CREATE TABLE t (x BIGINT)")
             .execute(a.pool())
             .await

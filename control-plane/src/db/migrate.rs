@@ -167,12 +167,7 @@ mod tests {
     /// first, and the other sees it done.
     #[tokio::test]
     async fn two_processes_migrating_one_new_sqlite_file_at_once_both_succeed() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/race.db?mode=rwc", dir.path().display());
-        let (a, b) = (
-            Db::connect(&url).await.unwrap(),
-            Db::connect(&url).await.unwrap(),
-        );
+        let (_dir, a, b) = super::super::two_sqlite_pools().await;
         let (ra, rb) = tokio::join!(run(&a), run(&b));
         let (na, nb) = (ra.unwrap(), rb.unwrap());
         assert_eq!(na + nb, MIGRATIONS.len(), "applied {na} + {nb}");
