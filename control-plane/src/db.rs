@@ -79,6 +79,9 @@ impl From<sqlx::Error> for DbError {
 pub type DbResult<T> = Result<T, DbError>;
 pub type Tx = sqlx::Transaction<'static, Any>;
 
+/// How a SQLite transaction that may write begins (see `Db::begin`).
+const SQLITE_BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
@@ -190,8 +193,20 @@ impl Db {
     /// busy_timeout does not cover that upgrade.
     pub async fn begin(&self) -> DbResult<Tx> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Sqlite => self.pool.begin_with(SQLITE_BEGIN_WRITE).await?,
             Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// `begin` on a connection the caller holds (the migrations', which on PostgreSQL holds
+    /// their advisory lock).
+    pub async fn begin_on<'c>(
+        &self,
+        conn: &'c mut sqlx::AnyConnection,
+    ) -> DbResult<sqlx::Transaction<'c, Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => sqlx::Connection::begin_with(conn, SQLITE_BEGIN_WRITE).await?,
+            Backend::Postgres => sqlx::Connection::begin(conn).await?,
         })
     }
 

@@ -79,11 +79,8 @@ async fn apply(db: &Db, conn: &mut sqlx::pool::PoolConnection<sqlx::Any>) -> DbR
             m.sqlite
         };
         // On SQLite another process may be migrating the same file (PostgreSQL has the
-        // advisory lock): take the write lock first, then look again.
-        let mut tx = match db.backend() {
-            Backend::Sqlite => sqlx::Connection::begin_with(&mut **conn, "BEGIN IMMEDIATE").await?,
-            Backend::Postgres => sqlx::Connection::begin(&mut **conn).await?,
-        };
+        // advisory lock): `begin_on` takes the write lock first, then look again.
+        let mut tx = db.begin_on(conn).await?;
         let done = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
             .bind(m.version)
             .fetch_optional(&mut *tx)
