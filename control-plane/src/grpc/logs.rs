@@ -104,19 +104,28 @@ pub async fn store(
     let total = records.len() as u32;
     let rows: Vec<LogRow> = records.into_iter().filter_map(to_row).collect();
     let invalid = total - rows.len() as u32;
+    let marks = db::logs::period_marks(&rows);
     let _turn = st.db().write_turn().await;
     let mut tx = st.db().begin().await?;
     let mut stored = 0u64;
     match st.db().backend() {
         db::Backend::Postgres => stored = db::logs::insert_json_pg(&mut tx, &rows).await?,
         db::Backend::Sqlite => {
-            for chunk in rows.chunks(db::logs::SQLITE_ROWS_PER_INSERT) {
+            let mut rows = rows.into_iter();
+            loop {
+                let chunk: Vec<LogRow> = rows
+                    .by_ref()
+                    .take(db::logs::SQLITE_ROWS_PER_INSERT)
+                    .collect();
+                if chunk.is_empty() {
+                    break;
+                }
                 stored += db::logs::insert_batch(&mut *tx, chunk).await?;
             }
         }
     }
     if stored > 0 {
-        db::logs::mark_periods(&mut tx, &rows).await?;
+        db::logs::mark_periods(&mut tx, &marks).await?;
     }
     tx.commit().await?;
     if invalid > 0 {
@@ -183,5 +192,58 @@ impl LogService for LogSvc {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{TestDb, test_config};
+
+    fn record(i: u32) -> pb::UsageRecord {
+        pb::UsageRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            org_id: "org-1".into(),
+            model: "gpt-4o".into(),
+            provider_type: "openai".into(),
+            status: 200,
+            prompt_tokens: u64::from(i),
+            started_at_ms: 1_700_000_000_000 + i64::from(i),
+            input_json: format!("{{\"n\":{i}}}"),
+            ..Default::default()
+        }
+    }
+
+    /// A batch larger than one SQLite INSERT statement goes in several statements of one
+    /// transaction; a resend overlapping what is stored stores only the new records, across
+    /// the statements' boundaries.
+    #[tokio::test]
+    async fn batches_spanning_several_statements_store_each_record_once() {
+        let tdb = TestDb::new().await;
+        let st = crate::run::open(
+            test_config(&tdb, "aip_test_key"),
+            std::sync::Arc::new(crate::clock::SystemClock),
+        )
+        .await
+        .unwrap();
+        let per = db::logs::SQLITE_ROWS_PER_INSERT as u32;
+        let n = 2 * per + per / 2;
+        let all: Vec<pb::UsageRecord> = (0..n).map(record).collect();
+        assert_eq!(
+            store(&st, all[..n as usize - 100].to_vec()).await.unwrap(),
+            (n - 100, 0)
+        );
+        // A resend of the last `per` stored records with the 100 not yet stored.
+        let again = all[(n - 100 - per) as usize..].to_vec();
+        assert_eq!(store(&st, again).await.unwrap(), (100, per));
+        let stored: Vec<(String, i64)> =
+            sqlx::query_as("SELECT id, prompt_tokens FROM request_logs ORDER BY prompt_tokens")
+                .fetch_all(st.db().pool())
+                .await
+                .unwrap();
+        assert_eq!(stored.len(), n as usize);
+        for (i, (id, tokens)) in stored.iter().enumerate() {
+            assert_eq!((id, *tokens), (&all[i].id, i as i64));
+        }
     }
 }
