@@ -898,7 +898,15 @@ async fn main() -> Result<(), Error> {
         // stopped (SIGTERM) so a tool it runs under (BENCH_NODE_WRAP) writes its totals. Two
         // runs with different counts give instructions per request by difference.
         let n = env_u64("BENCH_COUNT", 2000);
-        let o = load(&logged_chat, &chat, 4, Until::Requests(n), None).await?;
+        // BENCH_COUNT_CONCURRENCY (default 4); BENCH_COUNT_VIA=baseline sends them through the
+        // baseline proxy instead (for tools attached to its process, e.g. `perf stat -p`).
+        let c = env_u64("BENCH_COUNT_CONCURRENCY", 4).max(1) as usize;
+        let target = match std::env::var("BENCH_COUNT_VIA").as_deref() {
+            Ok("baseline") => &via_base,
+            _ => &logged_chat,
+        };
+        println!("node pid {node_pid}, baseline pid {base_pid}");
+        let o = load(target, &chat, c, Until::Requests(n), None).await?;
         // Let the shipper send its last batch before the node stops.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let _ = Command::new("kill").arg(node_pid.to_string()).status();
@@ -911,7 +919,15 @@ async fn main() -> Result<(), Error> {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        println!("sent {n}: {} ok, {} errors", o.ok, o.errors);
+        println!(
+            "sent {n}: {} ok, {} errors; {:.0} req/s, p50 {} µs, p99 {} µs, p99.9 {} µs",
+            o.ok,
+            o.errors,
+            o.ok as f64 / o.secs.max(1e-9),
+            o.total.value_at_quantile(0.5),
+            o.total.value_at_quantile(0.99),
+            o.total.value_at_quantile(0.999)
+        );
         return Ok(());
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("ingest") {
