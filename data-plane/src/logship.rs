@@ -1,14 +1,14 @@
 //! The log pipeline: `submit` puts a record on a bounded in-memory queue without ever waiting
 //! (a full queue drops and counts; the queue is bounded in records and in bytes, since a logged
-//! call's payloads can reach 512 KiB); the shipper batches records (2,000, or every second) and
-//! sends them over `LogService.Ingest`, one acknowledgement per batch. While the control plane
+//! call's payloads can reach 512 KiB); the shipper batches records (2,000, 16 MiB encoded, or
+//! every second) and sends them over `LogService.Ingest`, one acknowledgement per batch. While the control plane
 //! is unreachable batches go to the encrypted on-disk spool, which is drained first, oldest
 //! first, once it is back — so records arrive in order; the control plane ignores records it
 //! already has, so a resend after a lost acknowledgement stores nothing twice.
 //!
-//! A batch is encoded once, record by record as it is gathered: those bytes go on the wire as they are (a
-//! codec that writes pre-encoded messages) and, if the send fails, into the spool — the shipper
-//! keeps no copy of the records for the case of a failure.
+//! A batch is encoded once, record by record as it is gathered: those bytes go on the wire as
+//! they are (a codec that writes pre-encoded messages) and, if the send fails, into the spool —
+//! the shipper keeps no copy of the records for the case of a failure.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -28,6 +28,11 @@ use crate::spool::Spool;
 
 pub const QUEUE_CAPACITY: usize = 50_000;
 const BATCH_MAX: usize = 2_000;
+/// A batch is closed once its encoding reaches this many bytes. A record carries at most
+/// 2 × `payload::MAX_PAYLOAD_BYTES` of payloads plus a few KiB, so a batch stays far below what
+/// the control plane accepts in one message (64 MiB); 2,000 records of large payloads would be
+/// ≈1 GiB, refused every time it was sent, and would hold up every batch spooled behind it.
+pub const BATCH_MAX_BYTES: usize = 16 * 1024 * 1024;
 const BATCH_WAIT: Duration = Duration::from_secs(1);
 /// How often a batch being gathered takes what has queued.
 const GATHER_TICK: Duration = Duration::from_millis(50);
@@ -161,6 +166,11 @@ impl BatchBuilder {
     fn push(&mut self, record: &pb::UsageRecord) {
         prost::encoding::message::encode(3, record, &mut self.buf);
         self.records += 1;
+    }
+
+    /// Whether the batch takes no more records.
+    fn full(&self) -> bool {
+        self.records >= BATCH_MAX || self.buf.len() >= BATCH_MAX_BYTES
     }
 
     fn finish(mut self, node_id: &str) -> EncodedBatch {
@@ -323,7 +333,8 @@ impl Shipper {
         batch.push(&to_proto(first, &self.cfg.node_id));
     }
 
-    /// Gathers up to BATCH_MAX records, waiting at most BATCH_WAIT after the first.
+    /// Gathers up to BATCH_MAX records (or BATCH_MAX_BYTES), waiting at most BATCH_WAIT after
+    /// the first.
     async fn gather(&mut self, first: RequestRecord) -> EncodedBatch {
         let mut batch = BatchBuilder::default();
         self.take(first, &mut batch);
@@ -331,7 +342,7 @@ impl Shipper {
         // The queue is polled every GATHER_TICK rather than waited on: a waiting receiver is
         // woken by every record sent, which under load cost a thread wake-up (futex) per request.
         loop {
-            while batch.records < BATCH_MAX {
+            while !batch.full() {
                 match self.rx.try_recv() {
                     Ok(r) => self.take(r, &mut batch),
                     Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
@@ -341,7 +352,7 @@ impl Shipper {
                 }
             }
             let now = tokio::time::Instant::now();
-            if batch.records >= BATCH_MAX || now >= deadline {
+            if batch.full() || now >= deadline {
                 break;
             }
             tokio::time::sleep(GATHER_TICK.min(deadline - now)).await;
@@ -405,7 +416,7 @@ impl Shipper {
         let mut batch = BatchBuilder::default();
         while let Ok(r) = self.rx.try_recv() {
             self.take(r, &mut batch);
-            if batch.records == BATCH_MAX {
+            if batch.full() {
                 pending.push(std::mem::take(&mut batch).finish(&self.cfg.node_id));
             }
         }
@@ -507,5 +518,42 @@ mod tests {
         // As the spool reads it back.
         let back = EncodedBatch::decode(enc.bytes.to_vec()).unwrap();
         assert_eq!((back.batch_id, back.records), (enc.batch_id, 3));
+    }
+
+    /// Records with large payloads close a batch at BATCH_MAX_BYTES, well before 2,000 records,
+    /// and what is left goes in the next batch.
+    #[tokio::test]
+    async fn large_payloads_close_a_batch_by_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = NodeConfig::defaults("http://127.0.0.1:9".into(), Secret::new("tok"));
+        cfg.cache_dir = dir.path().to_path_buf();
+        let metrics = Arc::new(Metrics::default());
+        let (sink, mut shipper) = pipeline(&cfg, metrics.clone());
+        let big = crate::payload::MAX_PAYLOAD_BYTES;
+        let n = 2 * BATCH_MAX_BYTES / (2 * big) + 8;
+        for _ in 0..n {
+            sink.submit(RequestRecord {
+                input: Some("i".repeat(big)),
+                output: Some("o".repeat(big)),
+                ..Default::default()
+            });
+        }
+        assert_eq!(metrics.dropped_total(), 0);
+        let mut sent = 0;
+        let mut batches = 0;
+        while let Ok(first) = shipper.rx.try_recv() {
+            let b = shipper.gather(first).await;
+            assert!(
+                b.bytes.len() < BATCH_MAX_BYTES + 2 * big + 4096,
+                "{} bytes",
+                b.bytes.len()
+            );
+            let decoded = pb::LogBatch::decode(b.bytes.clone()).unwrap();
+            assert_eq!(decoded.records.len() as u64, b.records);
+            sent += b.records;
+            batches += 1;
+        }
+        assert_eq!(sent, n as u64);
+        assert_eq!(batches, 3, "{n} records of {} KiB", 2 * big / 1024);
     }
 }

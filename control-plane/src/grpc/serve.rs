@@ -8,6 +8,15 @@ use crate::state::AppState;
 /// Snapshots can be large (tens of thousands of keys and credentials).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
+/// The largest log batch a node may send. Nodes close a batch at
+/// `data_plane::logship::BATCH_MAX_BYTES` plus at most one record (two payloads of
+/// `MAX_PAYLOAD_BYTES` and a few KiB); a batch over this limit would be refused on every resend.
+pub const MAX_LOG_BATCH_BYTES: usize = 64 * 1024 * 1024;
+const _: () = assert!(
+    data_plane::logship::BATCH_MAX_BYTES + 2 * data_plane::payload::MAX_PAYLOAD_BYTES + (1 << 20)
+        < MAX_LOG_BATCH_BYTES
+);
+
 pub fn spawn(
     st: AppState,
     listener: TcpListener,
@@ -54,7 +63,7 @@ pub fn spawn(
     let log_svc = proto::v1::log_service_server::LogServiceServer::new(super::logs::LogSvc {
         st: st.clone(),
     })
-    .max_decoding_message_size(64 * 1024 * 1024);
+    .max_decoding_message_size(MAX_LOG_BATCH_BYTES);
     let admin_svc =
         proto::v1::admin_service_server::AdminServiceServer::new(super::admin::AdminSvc {
             st: st.clone(),
