@@ -133,7 +133,10 @@ pub struct EncodedBatch {
 }
 
 impl EncodedBatch {
-    pub fn new(batch: &pb::LogBatch) -> EncodedBatch {
+    /// A batch encoded whole, for tests that need a chosen batch id (the shipper builds its
+    /// batches with `BatchBuilder`).
+    #[cfg(test)]
+    pub(crate) fn new(batch: &pb::LogBatch) -> EncodedBatch {
         EncodedBatch {
             batch_id: batch.batch_id.clone(),
             records: batch.records.len() as u64,
