@@ -275,40 +275,65 @@ fn env_u64(k: &str, d: u64) -> u64 {
         .unwrap_or(d)
 }
 
-/// The scenario name of the reference chat point taken just before the configuration grows.
-const SCALE_BEFORE: &str = "chat before scaling";
+/// The scenario name of the reference chat point for the configuration at scale.
+const SCALE_BEFORE: &str = "chat, small configuration";
 
-/// Chat at c=16 on the first node, then the configuration grown to `BENCH_PROJECTS` projects
-/// (see [`scale::config_at_scale`]), then the same chat again. Both chat points start once the
-/// stack is quiet and follow each other directly (same database, same nodes, same machine
-/// state), so the only difference between them is the configuration's size.
+/// The configuration grown to `BENCH_PROJECTS` projects (see [`scale::config_at_scale`]), then
+/// chat at c=16 on the first node compared with the same chat on a second stack (its own control
+/// plane and node, the small configuration every stack starts with) started for the comparison.
+/// The two are measured in interleaved slices, pooled, as the other compared points are, so the
+/// machine's drift over time falls on both alike; measured minutes apart, before and after the
+/// configuration grew, the difference had swung between −32% and +39% from run to run.
 async fn scale_points(
     stack: &mut Stack,
     cp_pid: u32,
     target: &Target,
     body: &Bytes,
     dur: Duration,
+    upstream: SocketAddr,
 ) -> Result<(scale::ScaleFigures, Row, Row), Error> {
-    let quiet = |stack: &Stack| {
-        let mut pids: Vec<u32> = stack.nodes.iter().map(|(p, _)| p.pid()).collect();
-        pids.push(cp_pid);
-        pids
-    };
-    let node_pid = stack.nodes[0].0.pid();
-    settle(&quiet(stack), Duration::from_secs(20)).await;
-    let m = CpuMark::start(node_pid, cp_pid);
-    let o = drive(target, body, 16, dur).await?;
-    let before = row_cpu(SCALE_BEFORE, "data plane", 16, &o, m.spent());
     let fig = scale::config_at_scale(stack, env_u64("BENCH_PROJECTS", 10_000)).await?;
-    settle(&quiet(stack), Duration::from_secs(20)).await;
-    let m = CpuMark::start(node_pid, cp_pid);
-    let o = drive(target, body, 16, dur).await?;
+    let mut small = Stack::start(&stack.bin_dir, upstream).await?;
+    small.add_node().await?;
+    let small_target = Target {
+        url: format!("http://{}/v1/proxy/chat/completions", small.nodes[0].1),
+        headers: vec![
+            ("authorization".into(), format!("Bearer {}", small.key)),
+            ("x-bt-parent".into(), "project_name:default".into()),
+        ],
+    };
+    let sides = [
+        (&small_target, small.nodes[0].0.pid(), small.cp_pid()),
+        (target, stack.nodes[0].0.pid(), cp_pid),
+    ];
+    let mut quiet: Vec<u32> = stack.nodes.iter().map(|(p, _)| p.pid()).collect();
+    quiet.extend([cp_pid, small.nodes[0].0.pid(), small.cp_pid()]);
+    settle(&quiet, Duration::from_secs(20)).await;
+    // Not measured: the new stack's first requests, and the big node's first at its new size.
+    for (t, _, _) in sides {
+        drive(t, body, 16, Duration::from_secs(1)).await?;
+    }
+    settle(&quiet, Duration::from_secs(20)).await;
+    let mut pools = [Pool::default(), Pool::default()];
+    for slice in 0..SLICES as usize {
+        // Each side goes first in every other slice.
+        for k in [slice % 2, 1 - slice % 2] {
+            let (t, node_pid, cp) = sides[k];
+            let m = CpuMark::start(node_pid, cp);
+            let o = drive(t, body, 16, dur / SLICES).await?;
+            pools[k].add(o, m.spent())?;
+        }
+    }
+    let [small_pool, big_pool] = pools;
+    let (o, spent) = small_pool.take()?;
+    let before = row_cpu(SCALE_BEFORE, "data plane", 16, &o, spent);
+    let (o, spent) = big_pool.take()?;
     let after = row_cpu(
         &format!("chat at {} projects", fig.projects),
         "data plane",
         16,
         &o,
-        m.spent(),
+        spent,
     );
     Ok((fig, before, after))
 }
@@ -947,7 +972,7 @@ async fn main() -> Result<(), Error> {
             println!("{:#?}", scale::usage_query(&stack, rows).await?);
         }
         let (fig, before, after) =
-            scale_points(&mut stack, cp_pid, &logged_chat, &chat, dur).await?;
+            scale_points(&mut stack, cp_pid, &logged_chat, &chat, dur, up).await?;
         println!("{}", scenario_table(&[before, after]));
         println!("{fig:#?}");
         return Ok(());
@@ -1125,7 +1150,7 @@ async fn main() -> Result<(), Error> {
     const INGEST_ROWS: u64 = 200_000;
     let (ingest_rate, ingest_cpu) = scale::ingest_cost(&stack, cp_pid, INGEST_ROWS).await?;
     let (scale_fig, before, after) =
-        scale_points(&mut stack, cp_pid, &logged_chat, &chat, dur).await?;
+        scale_points(&mut stack, cp_pid, &logged_chat, &chat, dur, up).await?;
     rows.push(before);
     rows.push(after);
 
