@@ -1322,7 +1322,7 @@ async fn main() -> Result<(), Error> {
     let mut md = String::new();
     md.push_str("# Benchmark report\n\n");
     md.push_str(&format!("Control-plane database: {}. ", database_name()));
-    md.push_str(&format!("Loopback, one data-plane node (auth, routing, usage logging via `x-bt-parent`, metrics on), {secs} s per point, closed loop; the non-streaming chat points and the logging A/B cut into {SLICES} slices, interleaved across paths and pooled. Machine: {} cores. Total run {:.0} s.\n\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), started.elapsed().as_secs_f64()));
+    md.push_str(&format!("Loopback, one data-plane node (auth, routing, usage logging via `x-bt-parent`, metrics on), {secs} s per point, closed loop; the non-streaming chat points, the logging A/B and the configuration-at-scale comparison cut into {SLICES} slices, interleaved across paths and pooled. Machine: {} cores. Total run {:.0} s.\n\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), started.elapsed().as_secs_f64()));
     md.push_str("## Targets\n\n| target | measured | met |\n|---|---|---|\n");
     for (t, m, ok) in &checks {
         md.push_str(&format!(
