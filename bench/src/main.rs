@@ -278,12 +278,18 @@ fn env_u64(k: &str, d: u64) -> u64 {
 /// The scenario name of the reference chat point for the configuration at scale.
 const SCALE_BEFORE: &str = "chat, small configuration";
 
+/// The scenario name of the configuration-at-scale point on the node that has run since the
+/// bench started (the comparison's own big-side node was started at that size).
+const SCALE_FIRST_NODE: &str = "first node";
+
 /// The configuration grown to `BENCH_PROJECTS` projects (see [`scale::config_at_scale`]), then
-/// chat at c=16 on the first node compared with the same chat on a second stack (its own control
-/// plane and node, the small configuration every stack starts with) started for the comparison.
-/// The two are measured in interleaved slices, pooled, as the other compared points are, so the
-/// machine's drift over time falls on both alike; measured minutes apart, before and after the
+/// chat at c=16 on the node started at that size, compared with the same chat on a second stack
+/// (its own control plane and node, the small configuration every stack starts with) started
+/// for the comparison, and on the first node (running since the bench started). They are
+/// measured in interleaved slices, pooled, as the other compared points are, so the machine's
+/// drift over time falls on all alike; measured minutes apart, before and after the
 /// configuration grew, the difference had swung between −32% and +39% from run to run.
+/// Returns the rows: small configuration, node started at scale, first node.
 async fn scale_points(
     stack: &mut Stack,
     cp_pid: u32,
@@ -291,51 +297,58 @@ async fn scale_points(
     body: &Bytes,
     dur: Duration,
     upstream: SocketAddr,
-) -> Result<(scale::ScaleFigures, Row, Row), Error> {
+) -> Result<(scale::ScaleFigures, [Row; 3]), Error> {
     let fig = scale::config_at_scale(stack, env_u64("BENCH_PROJECTS", 10_000)).await?;
     let mut small = Stack::start(&stack.bin_dir, upstream).await?;
     small.add_node().await?;
-    let small_target = Target {
-        url: format!("http://{}/v1/proxy/chat/completions", small.nodes[0].1),
+    let chat_on = |node: SocketAddr, key: &str| Target {
+        url: format!("http://{node}/v1/proxy/chat/completions"),
         headers: vec![
-            ("authorization".into(), format!("Bearer {}", small.key)),
+            ("authorization".into(), format!("Bearer {key}")),
             ("x-bt-parent".into(), "project_name:default".into()),
         ],
     };
+    let (new_proc, new_addr) = stack.nodes.last().ok_or("no node")?;
     let sides = [
-        (&small_target, small.nodes[0].0.pid(), small.cp_pid()),
-        (target, stack.nodes[0].0.pid(), cp_pid),
+        (
+            chat_on(small.nodes[0].1, &small.key),
+            small.nodes[0].0.pid(),
+            small.cp_pid(),
+        ),
+        (chat_on(*new_addr, &stack.key), new_proc.pid(), cp_pid),
+        (target.clone(), stack.nodes[0].0.pid(), cp_pid),
     ];
     let mut quiet: Vec<u32> = stack.nodes.iter().map(|(p, _)| p.pid()).collect();
     quiet.extend([cp_pid, small.nodes[0].0.pid(), small.cp_pid()]);
     settle(&quiet, Duration::from_secs(20)).await;
-    // Not measured: the new stack's first requests, and the big node's first at its new size.
-    for (t, _, _) in sides {
+    // Not measured: the new nodes' first requests, and the first node's first at its new size.
+    for (t, _, _) in &sides {
         drive(t, body, 16, Duration::from_secs(1)).await?;
     }
     settle(&quiet, Duration::from_secs(20)).await;
-    let mut pools = [Pool::default(), Pool::default()];
+    let mut pools = [Pool::default(), Pool::default(), Pool::default()];
     for slice in 0..SLICES as usize {
-        // Each side goes first in every other slice.
-        for k in [slice % 2, 1 - slice % 2] {
-            let (t, node_pid, cp) = sides[k];
-            let m = CpuMark::start(node_pid, cp);
+        // The order rotates from slice to slice.
+        for i in 0..sides.len() {
+            let k = (slice + i) % sides.len();
+            let (t, node_pid, cp) = &sides[k];
+            let m = CpuMark::start(*node_pid, *cp);
             let o = drive(t, body, 16, dur / SLICES).await?;
             pools[k].add(o, m.spent())?;
         }
     }
-    let [small_pool, big_pool] = pools;
-    let (o, spent) = small_pool.take()?;
-    let before = row_cpu(SCALE_BEFORE, "data plane", 16, &o, spent);
-    let (o, spent) = big_pool.take()?;
-    let after = row_cpu(
-        &format!("chat at {} projects", fig.projects),
-        "data plane",
-        16,
-        &o,
-        spent,
-    );
-    Ok((fig, before, after))
+    let names = [
+        SCALE_BEFORE.to_string(),
+        format!("chat at {} projects", fig.projects),
+        format!("chat at {} projects, {SCALE_FIRST_NODE}", fig.projects),
+    ];
+    let mut rows = Vec::with_capacity(3);
+    for (pool, name) in pools.into_iter().zip(&names) {
+        let (o, spent) = pool.take()?;
+        rows.push(row_cpu(name, "data plane", 16, &o, spent));
+    }
+    let rows: [Row; 3] = rows.try_into().map_err(|_| "three rows")?;
+    Ok((fig, rows))
 }
 
 /// Waits (up to `max`) until none of `pids` uses more than a tenth of a core over 500 ms, so a
@@ -971,9 +984,9 @@ async fn main() -> Result<(), Error> {
         if rows > 0 {
             println!("{:#?}", scale::usage_query(&stack, rows).await?);
         }
-        let (fig, before, after) =
+        let (fig, scale_rows) =
             scale_points(&mut stack, cp_pid, &logged_chat, &chat, dur, up).await?;
-        println!("{}", scenario_table(&[before, after]));
+        println!("{}", scenario_table(&scale_rows));
         println!("{fig:#?}");
         return Ok(());
     }
@@ -1149,10 +1162,9 @@ async fn main() -> Result<(), Error> {
     // hour, which the query reads from the logs).
     const INGEST_ROWS: u64 = 200_000;
     let (ingest_rate, ingest_cpu) = scale::ingest_cost(&stack, cp_pid, INGEST_ROWS).await?;
-    let (scale_fig, before, after) =
+    let (scale_fig, scale_rows) =
         scale_points(&mut stack, cp_pid, &logged_chat, &chat, dur, up).await?;
-    rows.push(before);
-    rows.push(after);
+    rows.extend(scale_rows);
 
     // Targets.
     let find = |s: &str, p: &str, c: usize| {
@@ -1276,24 +1288,29 @@ async fn main() -> Result<(), Error> {
         ),
         scale_fig.propagation_p99_ms <= 1000.0,
     ));
-    if let (Some(small), Some(big)) = (
+    let big_name = format!("chat at {} projects", scale_fig.projects);
+    let first_name = format!("{big_name}, {SCALE_FIRST_NODE}");
+    if let (Some(small), Some(big), Some(first)) = (
         rows.iter().find(|r| r.scenario == SCALE_BEFORE),
-        rows.iter()
-            .find(|r| r.scenario.starts_with("chat at ") && r.concurrency == 16),
+        rows.iter().find(|r| r.scenario == big_name),
+        rows.iter().find(|r| r.scenario == first_name),
     ) {
         let r50 = big.p50 as f64 / small.p50.max(1) as f64;
+        let f50 = first.p50 as f64 / small.p50.max(1) as f64;
         checks.push((
             format!(
                 "request latency unchanged at {} projects (c=16 p50 within 15%)",
                 scale_fig.projects
             ),
             format!(
-                "p50 {} vs {} µs ({:+.0}%), p99 {} vs {} µs",
+                "node started at that size: p50 {} vs {} µs ({:+.0}%), p99 {} vs {} µs; the first node (running since the bench started): p50 {} µs ({:+.0}%)",
                 big.p50,
                 small.p50,
                 (r50 - 1.0) * 100.0,
                 big.p99,
-                small.p99
+                small.p99,
+                first.p50,
+                (f50 - 1.0) * 100.0,
             ),
             r50 <= 1.15,
         ));
