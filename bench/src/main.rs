@@ -276,7 +276,7 @@ fn env_u64(k: &str, d: u64) -> u64 {
 }
 
 /// The scenario name of the reference chat point for the configuration at scale.
-const SCALE_BEFORE: &str = "chat, small configuration";
+const SCALE_SMALL: &str = "chat, small configuration";
 
 /// The scenario name of the configuration-at-scale point on the node that has run since the
 /// bench started (the comparison's own big-side node was started at that size).
@@ -338,7 +338,7 @@ async fn scale_points(
         }
     }
     let names = [
-        SCALE_BEFORE.to_string(),
+        SCALE_SMALL.to_string(),
         format!("chat at {} projects", fig.projects),
         format!("chat at {} projects, {SCALE_FIRST_NODE}", fig.projects),
     ];
@@ -1291,7 +1291,7 @@ async fn main() -> Result<(), Error> {
     let big_name = format!("chat at {} projects", scale_fig.projects);
     let first_name = format!("{big_name}, {SCALE_FIRST_NODE}");
     if let (Some(small), Some(big), Some(first)) = (
-        rows.iter().find(|r| r.scenario == SCALE_BEFORE),
+        rows.iter().find(|r| r.scenario == SCALE_SMALL),
         rows.iter().find(|r| r.scenario == big_name),
         rows.iter().find(|r| r.scenario == first_name),
     ) {
