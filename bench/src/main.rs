@@ -275,12 +275,26 @@ fn env_u64(k: &str, d: u64) -> u64 {
         .unwrap_or(d)
 }
 
-/// The scenario name of the reference chat point for the configuration at scale.
-const SCALE_SMALL: &str = "chat, small configuration";
+/// The scenario names of the configuration-at-scale comparison: the small configuration (the
+/// reference), the node started at `projects` projects, and the first node (running since the
+/// bench started), in the order [`scale_points`] returns their rows.
+fn scale_scenarios(projects: u64) -> [String; 3] {
+    let big = format!("chat at {projects} projects");
+    let first = format!("{big}, first node");
+    ["chat, small configuration".to_string(), big, first]
+}
 
-/// The scenario name of the configuration-at-scale point on the node that has run since the
-/// bench started (the comparison's own big-side node was started at that size).
-const SCALE_FIRST_NODE: &str = "first node";
+/// The node's chat route with auth, routing, and usage and payload logging into the default
+/// project: most points' target.
+fn logged_chat(node: SocketAddr, key: &str) -> Target {
+    Target {
+        url: format!("http://{node}/v1/proxy/chat/completions"),
+        headers: vec![
+            ("authorization".into(), format!("Bearer {key}")),
+            ("x-bt-parent".into(), "project_name:default".into()),
+        ],
+    }
+}
 
 /// The configuration grown to `BENCH_PROJECTS` projects (see [`scale::config_at_scale`]), then
 /// chat at c=16 on the node started at that size, compared with the same chat on a second stack
@@ -301,21 +315,14 @@ async fn scale_points(
     let fig = scale::config_at_scale(stack, env_u64("BENCH_PROJECTS", 10_000)).await?;
     let mut small = Stack::start(&stack.bin_dir, upstream).await?;
     small.add_node().await?;
-    let chat_on = |node: SocketAddr, key: &str| Target {
-        url: format!("http://{node}/v1/proxy/chat/completions"),
-        headers: vec![
-            ("authorization".into(), format!("Bearer {key}")),
-            ("x-bt-parent".into(), "project_name:default".into()),
-        ],
-    };
     let (new_proc, new_addr) = stack.nodes.last().ok_or("no node")?;
     let sides = [
         (
-            chat_on(small.nodes[0].1, &small.key),
+            logged_chat(small.nodes[0].1, &small.key),
             small.nodes[0].0.pid(),
             small.cp_pid(),
         ),
-        (chat_on(*new_addr, &stack.key), new_proc.pid(), cp_pid),
+        (logged_chat(*new_addr, &stack.key), new_proc.pid(), cp_pid),
         (target.clone(), stack.nodes[0].0.pid(), cp_pid),
     ];
     let mut quiet: Vec<u32> = stack.nodes.iter().map(|(p, _)| p.pid()).collect();
@@ -337,17 +344,17 @@ async fn scale_points(
             pools[k].add(o, m.spent())?;
         }
     }
-    let names = [
-        SCALE_SMALL.to_string(),
-        format!("chat at {} projects", fig.projects),
-        format!("chat at {} projects, {SCALE_FIRST_NODE}", fig.projects),
-    ];
-    let mut rows = Vec::with_capacity(3);
-    for (pool, name) in pools.into_iter().zip(&names) {
+    let [small_pool, big_pool, first_pool] = pools;
+    let [small_name, big_name, first_name] = scale_scenarios(fig.projects);
+    let row_of = |pool: Pool, name: &str| -> Result<Row, Error> {
         let (o, spent) = pool.take()?;
-        rows.push(row_cpu(name, "data plane", 16, &o, spent));
-    }
-    let rows: [Row; 3] = rows.try_into().map_err(|_| "three rows")?;
+        Ok(row_cpu(name, "data plane", 16, &o, spent))
+    };
+    let rows = [
+        row_of(small_pool, &small_name)?,
+        row_of(big_pool, &big_name)?,
+        row_of(first_pool, &first_name)?,
+    ];
     Ok((fig, rows))
 }
 
@@ -916,14 +923,7 @@ async fn main() -> Result<(), Error> {
         url: format!("http://{base}/v1/chat/completions"),
         headers: vec![],
     };
-    // The node's chat route with auth, routing and usage and payload logging: most points' target.
-    let logged_chat = Target {
-        url: format!("http://{node}/v1/proxy/chat/completions"),
-        headers: vec![
-            ("authorization".into(), format!("Bearer {key}")),
-            ("x-bt-parent".into(), "project_name:default".into()),
-        ],
-    };
+    let logged_chat = logged_chat(node, &key);
     let chat = Bytes::from(
         json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]})
             .to_string(),
@@ -1288,10 +1288,9 @@ async fn main() -> Result<(), Error> {
         ),
         scale_fig.propagation_p99_ms <= 1000.0,
     ));
-    let big_name = format!("chat at {} projects", scale_fig.projects);
-    let first_name = format!("{big_name}, {SCALE_FIRST_NODE}");
+    let [small_name, big_name, first_name] = scale_scenarios(scale_fig.projects);
     if let (Some(small), Some(big), Some(first)) = (
-        rows.iter().find(|r| r.scenario == SCALE_SMALL),
+        rows.iter().find(|r| r.scenario == small_name),
         rows.iter().find(|r| r.scenario == big_name),
         rows.iter().find(|r| r.scenario == first_name),
     ) {

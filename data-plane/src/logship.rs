@@ -1,10 +1,10 @@
 //! The log pipeline: `submit` puts a record on a bounded in-memory queue without ever waiting
 //! (a full queue drops and counts; the queue is bounded in records and in bytes, since a logged
 //! call's payloads can reach 512 KiB); the shipper batches records (2,000, 16 MiB encoded, or
-//! every second) and sends them over `LogService.Ingest`, one acknowledgement per batch. While the control plane
-//! is unreachable batches go to the encrypted on-disk spool, which is drained first, oldest
-//! first, once it is back — so records arrive in order; the control plane ignores records it
-//! already has, so a resend after a lost acknowledgement stores nothing twice.
+//! every second) and sends them over `LogService.Ingest`, one acknowledgement per batch. While
+//! the control plane is unreachable batches go to the encrypted on-disk spool, which is drained
+//! first, oldest first, once it is back — so records arrive in order; the control plane ignores
+//! records it already has, so a resend after a lost acknowledgement stores nothing twice.
 //!
 //! A batch is encoded once, record by record as it is gathered: those bytes go on the wire as
 //! they are (a codec that writes pre-encoded messages) and, if the send fails, into the spool —
