@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 pub use store::{CacheStore, MemoryStore, RedisStore};
 
 use crate::error::ProxyError;
+use crate::reqbody::Fields;
 use crate::routing::RouteKind;
 use crate::seal::{SealKey, hkdf32};
 
@@ -52,19 +53,19 @@ pub struct Plan {
 }
 
 /// Is this request deterministic enough for `auto`?
-fn deterministic(kind: RouteKind, body: &Value) -> bool {
+fn deterministic(kind: RouteKind, body: &(impl Fields + ?Sized)) -> bool {
     if kind == RouteKind::Embeddings {
         return true;
     }
-    let zero_temp = body.get("temperature").and_then(Value::as_f64) == Some(0.0);
-    zero_temp || body.get("seed").is_some_and(|s| !s.is_null())
+    let zero_temp = body.field("temperature").and_then(Value::as_f64) == Some(0.0);
+    zero_temp || body.field("seed").is_some_and(|s| !s.is_null())
 }
 
 /// The cache plan for a request, or `None` when caching does not apply.
 pub fn plan(
     kind: RouteKind,
     headers: &HeaderMap,
-    body: &Value,
+    body: &(impl Fields + ?Sized),
 ) -> Result<Option<Plan>, ProxyError> {
     if matches!(kind, RouteKind::Realtime) {
         return Ok(None);

@@ -19,6 +19,7 @@ pub mod otlp;
 pub mod payload;
 pub mod proxy;
 pub mod record;
+pub mod reqbody;
 pub mod routes;
 pub mod routing;
 pub mod seal;

@@ -82,7 +82,7 @@ pub fn log_text(raw: Option<&[u8]>, value: &Value) -> String {
 
 /// `raw` (known to be valid JSON) as the text to log when it can be logged as it is (see
 /// `loggable_as_is`).
-fn as_is(raw: &[u8]) -> Option<String> {
+pub(crate) fn as_is(raw: &[u8]) -> Option<String> {
     if !loggable_as_is(raw) {
         return None;
     }

@@ -22,6 +22,7 @@ use crate::balance::Unavailable;
 use crate::error::ProxyError;
 use crate::node::Node;
 use crate::record::{Attempt, RequestRecord, now_ms};
+use crate::reqbody::{Fields, RequestBody};
 use crate::routing::{self, Candidate, RouteKind};
 use crate::snapshot::Snapshot;
 use crate::upstream::{self, AttemptError, CallShape, ClientFormat, Mode};
@@ -161,8 +162,8 @@ pub fn parse_body(raw: &[u8]) -> Result<Value, ProxyError> {
     Ok(v)
 }
 
-pub fn model_of(v: &Value) -> Result<String, ProxyError> {
-    match v.get("model") {
+pub fn model_of(v: &(impl Fields + ?Sized)) -> Result<String, ProxyError> {
+    match v.field("model") {
         Some(Value::String(m)) if !m.trim().is_empty() && m.len() <= 512 => Ok(m.clone()),
         Some(Value::String(_)) | None => Err(ProxyError::invalid_param(
             "model",
@@ -257,13 +258,13 @@ async fn run(
         headers,
         caller.temp.as_ref().and_then(|t| t.log.as_deref()),
     )?;
-    let body = parse_body(&raw)?;
+    // The document itself is built only if something needs it (see `reqbody`).
+    let body = RequestBody::parse(raw)?;
     let model = model_of(&body)?;
     // The Anthropic Messages route: the request is read as Anthropic's format and carried as
     // an OpenAI chat request (sent natively when the provider is Anthropic).
-    let client_raw = raw.clone();
-    let (client, chat, native, raw) = if kind == RouteKind::Messages {
-        let chat = llm::anthropic::ingress_request_to_chat(&body).map_err(|e| match e {
+    let (client, body, native) = if kind == RouteKind::Messages {
+        let chat = llm::anthropic::ingress_request_to_chat(body.doc()?).map_err(|e| match e {
             llm::TranslateError::InvalidRequest {
                 message,
                 param: Some(p),
@@ -271,18 +272,24 @@ async fn run(
             other => ProxyError::bad_request("invalid_request", other.to_string()),
         })?;
         let raw = Bytes::from(serde_json::to_vec(&chat).unwrap_or_default());
-        (ClientFormat::Anthropic, chat, Some(body), raw)
+        (
+            ClientFormat::Anthropic,
+            RequestBody::from_doc(raw, chat),
+            Some(body),
+        )
     } else {
-        (ClientFormat::OpenAi, body, None, raw)
+        (ClientFormat::OpenAi, body, None)
     };
-    let body = chat;
     let client_body = native.as_ref().unwrap_or(&body);
     caller.check_model(&model)?;
-    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let stream = body
+        .field("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     // Anthropic-format clients always get usage (message_start / message_delta).
     let include_usage = client == ClientFormat::Anthropic
         || body
-            .get("stream_options")
+            .field("stream_options")
             .and_then(|o| o.get("include_usage"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
@@ -300,7 +307,7 @@ async fn run(
             route: kind.name(),
             stream,
             started_at_ms: now_ms(),
-            input: log_payload.then(|| crate::payload::log_text(Some(&client_raw), client_body)),
+            input: log_payload.then(|| client_body.log_text()),
             trace_parent: node
                 .tracer
                 .as_ref()
@@ -334,13 +341,17 @@ async fn run(
         Err(e) => return Ok(call.fail(e, None)),
         Ok(None) => {}
         Ok(Some(plan)) => {
+            let doc = match client_body.doc() {
+                Ok(doc) => doc,
+                Err(e) => return Ok(call.fail(e, None)),
+            };
             let key = crate::cache::key(
                 kind,
                 &ctx.org.id,
                 ctx.project.map(|p| p.id.as_str()),
                 endpoint,
                 headers,
-                client_body,
+                doc,
             );
             if plan.read
                 && let Some(entry) = node.cache.get(&key, now_ms(), plan.max_age_secs).await
@@ -361,20 +372,15 @@ async fn run(
         include_usage,
         client,
     };
-    let bodies = Bodies {
-        chat: body,
-        raw,
-        native,
-    };
+    let bodies = Bodies { chat: body, native };
     Ok(attempt_loop(call, &snap, cands, shape, bodies, headers).await)
 }
 
-/// The request in the forms attempts need: the OpenAI chat body, its bytes (forwarded as they
-/// are to OpenAI-format providers), and the client's Anthropic body for the Messages route.
+/// The request in the forms attempts need: the OpenAI chat body (its bytes are forwarded as
+/// they are to OpenAI-format providers), and the client's Anthropic body for the Messages route.
 struct Bodies {
-    chat: Value,
-    raw: Bytes,
-    native: Option<Value>,
+    chat: RequestBody,
+    native: Option<RequestBody>,
 }
 
 /// A successful upstream answer, with the first stream chunk already read (so a stream that
@@ -586,20 +592,14 @@ async fn attempt(
     headers: &HeaderMap,
 ) -> Result<Answer, AttemptError> {
     let format = cand.served.format;
+    let doc = upstream::body_doc;
     let prepared = match format {
-        Format::Openai => {
-            upstream::prepare_openai(cand, shape, &bodies.chat, &bodies.raw, headers)?
-        }
+        Format::Openai => upstream::prepare_openai(cand, shape, &bodies.chat, headers)?,
         Format::Anthropic if shape.client == ClientFormat::Anthropic => {
-            upstream::prepare_translated(
-                cand,
-                shape,
-                &bodies.chat,
-                bodies.native.as_ref(),
-                headers,
-            )?
+            let native = bodies.native.as_ref().map(doc).transpose()?;
+            upstream::prepare_translated(cand, shape, doc(&bodies.chat)?, native, headers)?
         }
-        _ => upstream::prepare_translated(cand, shape, &bodies.chat, None, headers)?,
+        _ => upstream::prepare_translated(cand, shape, doc(&bodies.chat)?, None, headers)?,
     };
     let resp = upstream::send(
         &node.client,

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::error::ProxyError;
 use crate::httpclient::HttpClient;
+use crate::reqbody::RequestBody;
 use crate::routing::{Candidate, RouteKind};
 use crate::snapshot::Credential;
 
@@ -218,32 +219,46 @@ pub struct CallShape {
 
 /// Builds an OpenAI-format request for one candidate. The client's body bytes are forwarded
 /// as they are unless the model id, a vendor quirk or stream options require a rewrite.
+/// The request's document for an attempt. Building one `RequestBody::parse` accepted does not
+/// fail; if it did, the attempt fails as misconfigured rather than panicking.
+pub(crate) fn body_doc(body: &RequestBody) -> Result<&Value, AttemptError> {
+    body.doc()
+        .map_err(|e| AttemptError::Config(format!("the request body: {}", e.message)))
+}
+
 pub fn prepare_openai(
     cand: &Candidate,
     shape: &CallShape,
-    body: &Value,
-    raw: &Bytes,
+    body: &RequestBody,
     client_headers: &HeaderMap,
 ) -> Result<Prepared, AttemptError> {
     let cred = &cand.cred;
     let url = openai_url(cred, shape.kind, &cand.served.upstream_model)?;
     let preset = llm::vendor::preset(&cred.provider_type);
+    // The document is built only when something must read or change more than the head.
+    let doc = || body_doc(body);
     let mut rewritten: Option<Value> = None;
     let mut mode = Mode::PassThrough;
-    let mut edit = |f: &mut dyn FnMut(&mut Value)| {
-        let v = rewritten.get_or_insert_with(|| body.clone());
+    let mut edit = |f: &mut dyn FnMut(&mut Value)| -> Result<(), AttemptError> {
+        let v = match &mut rewritten {
+            Some(v) => v,
+            None => rewritten.insert(doc()?.clone()),
+        };
         f(v);
+        Ok(())
     };
     if cand.served.upstream_model != shape.requested_model {
         let m = cand.served.upstream_model.clone();
-        edit(&mut |v| v["model"] = Value::String(m.clone()));
+        edit(&mut |v| v["model"] = Value::String(m.clone()))?;
     }
+    // The body's key sketch rules most requests out without building the document.
     if let Some(p) = preset
         && p.quirks.applies(body)
+        && p.quirks.applies(doc()?)
     {
         edit(&mut |v| {
             p.quirks.apply(v);
-        });
+        })?;
     }
     let can_stream_options = preset.is_none_or(|p| !p.quirks.drop_stream_options)
         && matches!(shape.kind, RouteKind::Chat | RouteKind::Completions);
@@ -254,7 +269,7 @@ pub fn prepare_openai(
                 o.insert("stream".into(), Value::Bool(false));
                 o.remove("stream_options");
             }
-        });
+        })?;
     } else if shape.stream && !shape.include_usage && can_stream_options {
         // Usage is recorded for every call: ask for it, and keep the extra chunk from the client.
         mode = Mode::PassThroughStripUsage;
@@ -267,13 +282,13 @@ pub fn prepare_openai(
                     so.insert("include_usage".into(), Value::Bool(true));
                 }
             }
-        });
+        })?;
     }
     let bytes = match rewritten {
         Some(v) => {
             Bytes::from(serde_json::to_vec(&v).map_err(|e| AttemptError::Config(e.to_string()))?)
         }
-        None => raw.clone(),
+        None => body.raw().clone(),
     };
     let mut req = Request::builder()
         .method(Method::POST)

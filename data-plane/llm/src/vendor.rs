@@ -52,6 +52,31 @@ pub struct Quirks {
     pub drop_reasoning_content: bool,
 }
 
+/// What `Quirks::applies` reads of a request body: its top-level keys, and the keys of the
+/// objects in its `messages` array. A summary of a body may answer true for a key it does not
+/// have (then the caller checks the document itself), never false for one it has.
+pub trait RequestKeys {
+    fn has(&self, key: &str) -> bool;
+    fn message_has(&self, key: &str) -> bool;
+}
+
+impl RequestKeys for Value {
+    fn has(&self, key: &str) -> bool {
+        self.as_object().is_some_and(|o| o.contains_key(key))
+    }
+
+    fn message_has(&self, key: &str) -> bool {
+        self.get("messages")
+            .and_then(Value::as_array)
+            .is_some_and(|messages| {
+                messages
+                    .iter()
+                    .filter_map(Value::as_object)
+                    .any(|m| m.contains_key(key))
+            })
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Preset {
     pub provider_type: &'static str,
@@ -371,24 +396,14 @@ impl Quirks {
 
     /// Whether `apply` would change `body`, without changing it (the proxy asks this of every
     /// request; copying the body to find out cost ≈2% of a node's instructions per request).
-    pub fn applies(&self, body: &Value) -> bool {
-        let Some(obj) = body.as_object() else {
-            return false;
-        };
-        (self.drop_stream_options && obj.contains_key("stream_options"))
-            || self.drop_fields.iter().any(|f| obj.contains_key(*f))
-            || (self.max_tokens_field && obj.contains_key("max_completion_tokens"))
-            || ((self.drop_message_names || self.drop_reasoning_content)
-                && obj
-                    .get("messages")
-                    .and_then(Value::as_array)
-                    .is_some_and(|messages| {
-                        messages.iter().filter_map(Value::as_object).any(|m| {
-                            (self.drop_message_names && m.contains_key("name"))
-                                || (self.drop_reasoning_content
-                                    && m.contains_key("reasoning_content"))
-                        })
-                    }))
+    /// `body` is a parsed document, or a summary of one that may answer "has" wrongly only in
+    /// the safe direction (see `RequestKeys`).
+    pub fn applies(&self, body: &(impl RequestKeys + ?Sized)) -> bool {
+        (self.drop_stream_options && body.has("stream_options"))
+            || self.drop_fields.iter().any(|f| body.has(f))
+            || (self.max_tokens_field && body.has("max_completion_tokens"))
+            || (self.drop_message_names && body.message_has("name"))
+            || (self.drop_reasoning_content && body.message_has("reasoning_content"))
     }
 
     /// Rewrites an OpenAI-format request body (chat, completions, embeddings) for this vendor.
