@@ -35,7 +35,8 @@ pub(crate) struct Call {
     node: Node,
     record: RequestRecord,
     started: Instant,
-    request_id: String,
+    /// The `x-request-id` answered (taken by `ids`).
+    request_id: HeaderValue,
     log_payload: bool,
     /// The wire format the client speaks (its answers and errors are rendered in it).
     client: ClientFormat,
@@ -62,29 +63,31 @@ impl Call {
     }
 
     /// Records a failure and renders it with the call's headers.
-    fn fail(self, err: ProxyError, used: Option<&str>) -> Response {
+    fn fail(mut self, err: ProxyError, used: Option<&str>) -> Response {
         let ids = self.ids(used);
-        let rid = self.request_id.clone();
         self.finish(
             err.status.as_u16(),
             err.code.as_deref().unwrap_or("error"),
             &err.message,
         );
-        with_ids(err.into_response(), &rid, &ids)
+        ids.apply(err.into_response())
     }
 
-    fn ids(&self, used: Option<&str>) -> Vec<(HeaderName, String)> {
-        let mut v = vec![
-            (X_BT_ATTEMPTS, self.record.attempts.len().to_string()),
-            (X_BT_LOG_ID, self.record.id.clone()),
-        ];
-        if let Some(u) = used {
-            v.push((X_BT_USED_ENDPOINT, u.to_string()));
+    /// The call's own response headers as they stand now (the request id is moved out: call
+    /// this once, when the answer is decided).
+    fn ids(&mut self, used: Option<&str>) -> Ids {
+        let attempts = self.record.attempts.len();
+        Ids {
+            request_id: std::mem::replace(&mut self.request_id, HeaderValue::from_static("")),
+            attempts: match SMALL_COUNTS.get(attempts) {
+                Some(n) => HeaderValue::from_static(n),
+                None => HeaderValue::from(attempts),
+            },
+            log_id: HeaderValue::from_str(&self.record.id).ok(),
+            used: used.and_then(|u| HeaderValue::from_str(u).ok()),
+            cached: self.cache.is_some().then_some("MISS"),
+            extra: Vec::new(),
         }
-        if self.cache.is_some() {
-            v.push((X_BT_CACHED, "MISS".to_string()));
-        }
-        v
     }
 
     /// Stores the answer in the response cache when this call writes to it, in the background
@@ -132,15 +135,47 @@ fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-fn with_ids(mut resp: Response, request_id: &str, extra: &[(HeaderName, String)]) -> Response {
-    let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert(X_REQUEST_ID, v);
-    }
-    for (k, v) in extra {
-        if let Ok(v) = HeaderValue::from_str(v) {
-            h.insert(k.clone(), v);
+/// Attempt counts as header values without formatting them (a call makes a few attempts).
+const SMALL_COUNTS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+
+/// A call's own response headers: `x-request-id`, `x-bt-attempts`, `x-bt-log-id`, and
+/// `x-bt-used-endpoint`, `x-bt-cached` and others when they apply (values that would not be
+/// valid header values are left out).
+pub(crate) struct Ids {
+    request_id: HeaderValue,
+    attempts: HeaderValue,
+    log_id: Option<HeaderValue>,
+    used: Option<HeaderValue>,
+    cached: Option<&'static str>,
+    extra: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Ids {
+    fn apply(self, mut resp: Response) -> Response {
+        let h = resp.headers_mut();
+        h.insert(X_REQUEST_ID, self.request_id);
+        h.insert(X_BT_ATTEMPTS, self.attempts);
+        if let Some(v) = self.log_id {
+            h.insert(X_BT_LOG_ID, v);
         }
+        if let Some(v) = self.used {
+            h.insert(X_BT_USED_ENDPOINT, v);
+        }
+        if let Some(v) = self.cached {
+            h.insert(X_BT_CACHED, HeaderValue::from_static(v));
+        }
+        for (k, v) in self.extra {
+            h.insert(k, v);
+        }
+        resp
+    }
+}
+
+/// The `x-request-id` header for an answer given before the call is set up (`request_id`
+/// already checked the client's value; a generated one is a UUID).
+fn with_request_id(mut resp: Response, request_id: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert(X_REQUEST_ID, v);
     }
     resp
 }
@@ -208,7 +243,7 @@ pub async fn handle(node: Node, kind: RouteKind, headers: HeaderMap, body: Body)
     let rid = request_id(&headers);
     let resp = match run(node, kind, &headers, body, &rid).await {
         Ok(resp) => resp,
-        Err(e) => with_ids(e.into_response(), &rid, &[]),
+        Err(e) => with_request_id(e.into_response(), &rid),
     };
     if kind == RouteKind::Messages && !resp.status().is_success() {
         return anthropic_error(resp).await;
@@ -317,7 +352,7 @@ async fn run(
             ..Default::default()
         },
         started,
-        request_id: rid.to_string(),
+        request_id: HeaderValue::from_str(rid).unwrap_or(HeaderValue::from_static("")),
         log_payload,
         client,
         cache: None,

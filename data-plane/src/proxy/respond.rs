@@ -6,10 +6,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::Value;
 
-use super::{Answer, Call, with_ids};
+use super::{Answer, Call};
 use crate::balance::InFlight;
 use crate::error::ProxyError;
 use crate::routing::Candidate;
@@ -154,7 +154,6 @@ pub(crate) async fn respond(
     guard: InFlight,
 ) -> Response {
     let ids = call.ids(Some(&cand.cred.name));
-    let rid = call.request_id.clone();
     let mut out_headers = HeaderMap::new();
     upstream::copy_response_headers(&answer.parts.headers, &mut out_headers);
     let spec = cand
@@ -166,7 +165,7 @@ pub(crate) async fn respond(
         let tr = translators(&shape, &answer);
         let mut r = super::stream::stream_response(call, answer, spec, guard, tr);
         r.headers_mut().extend(out_headers);
-        return with_ids(r, &rid, &ids);
+        return ids.apply(r);
     }
     let body = match upstream::read_body(
         answer.body,
@@ -279,7 +278,7 @@ pub(crate) async fn respond(
         r
     };
     call.finish(200, "", "");
-    with_ids(resp, &rid, &ids)
+    ids.apply(resp)
 }
 
 /// A non-streaming chat answer as one chunk plus `[DONE]` (providers that cannot stream).
@@ -333,7 +332,7 @@ fn fake_stream(parsed: Option<&Value>, shape: &CallShape) -> Bytes {
 /// Answers from the cache: the stored bytes (a stream replayed event by event), `x-bt-cached:
 /// HIT`, `Age`; recorded as a cache hit with no cost.
 pub(crate) fn from_cache(mut call: Call, entry: crate::cache::Entry) -> Response {
-    let age = ((crate::record::now_ms() - entry.created_ms).max(0) / 1000).to_string();
+    let age = ((crate::record::now_ms() - entry.created_ms).max(0) / 1000) as u64;
     call.record.cache_hit = true;
     call.record.usage = entry.usage;
     call.record.cost_usd = 0.0;
@@ -351,13 +350,11 @@ pub(crate) fn from_cache(mut call: Call, entry: crate::cache::Entry) -> Response
     }
     call.cache = None;
     let mut ids = call.ids(Some(&entry.used_endpoint));
-    ids.push((super::X_BT_CACHED, "HIT".into()));
-    ids.push((http::header::AGE, age));
-    ids.push((
-        http::header::CACHE_CONTROL,
-        format!("max-age={}", entry.ttl_secs),
-    ));
-    let rid = call.request_id.clone();
+    ids.cached = Some("HIT");
+    ids.extra.push((http::header::AGE, HeaderValue::from(age)));
+    if let Ok(v) = HeaderValue::from_str(&format!("max-age={}", entry.ttl_secs)) {
+        ids.extra.push((http::header::CACHE_CONTROL, v));
+    }
     let body = if entry.stream {
         let events = crate::cache::replay_events(&entry.body);
         Body::from_stream(futures_util::stream::iter(
@@ -372,5 +369,5 @@ pub(crate) fn from_cache(mut call: Call, entry: crate::cache::Entry) -> Response
         .body(body)
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
     call.finish(200, "", "");
-    with_ids(resp, &rid, &ids)
+    ids.apply(resp)
 }
