@@ -239,6 +239,31 @@ impl<'de> Visitor<'de> for HeadVisitor {
     }
 }
 
+/// The `Visitor` methods for JSON's scalars (booleans, numbers, strings, null): each value,
+/// already read and checked by the parser, is accepted as `$out`.
+macro_rules! accept_scalars {
+    ($out:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($out)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($out)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($out)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($out)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($out)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($out)
+        }
+    };
+}
+
 /// An object key, borrowed from the body when it has no escapes (serde's own `Cow<str>` always
 /// copies).
 struct Key<'de>(Cow<'de, str>);
@@ -278,24 +303,7 @@ impl<'de> Visitor<'de> for MessageKeys<'_> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
+    accept_scalars!(());
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         CheckVisitor.visit_map(map).map(drop)
     }
@@ -321,24 +329,7 @@ impl<'de> Visitor<'de> for Message<'_> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
+    accept_scalars!(());
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
         CheckVisitor.visit_seq(seq).map(drop)
     }
@@ -376,24 +367,7 @@ impl<'de> Visitor<'de> for CheckVisitor {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Check, E> {
-        Ok(Check)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Check, E> {
-        Ok(Check)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Check, E> {
-        Ok(Check)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Check, E> {
-        Ok(Check)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Check, E> {
-        Ok(Check)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Check, E> {
-        Ok(Check)
-    }
+    accept_scalars!(Check);
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Check, A::Error> {
         while seq.next_element_seed(CheckVisitor)?.is_some() {}
         Ok(Check)
