@@ -468,6 +468,20 @@ mod tests {
     use super::*;
     use crate::secret::Secret;
 
+    /// A pipeline with its spool in a temporary directory (kept alive by the caller), for a
+    /// control plane that is never reached; `tune` adjusts the node's configuration first.
+    fn test_pipeline(
+        tune: impl FnOnce(&mut NodeConfig),
+    ) -> (tempfile::TempDir, Arc<Metrics>, Arc<LogPipeline>, Shipper) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = NodeConfig::defaults("http://127.0.0.1:9".into(), Secret::new("tok"));
+        cfg.cache_dir = dir.path().to_path_buf();
+        tune(&mut cfg);
+        let metrics = Arc::new(Metrics::default());
+        let (sink, shipper) = pipeline(&cfg, metrics.clone());
+        (dir, metrics, sink, shipper)
+    }
+
     fn record(payload: usize) -> RequestRecord {
         RequestRecord {
             input: Some("x".repeat(payload)),
@@ -477,12 +491,8 @@ mod tests {
 
     #[test]
     fn the_queue_is_bounded_in_bytes_and_taken_records_free_theirs() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = NodeConfig::defaults("http://127.0.0.1:9".into(), Secret::new("tok"));
-        cfg.cache_dir = dir.path().to_path_buf();
-        cfg.log_queue_max_bytes = 1_000_000;
-        let metrics = Arc::new(Metrics::default());
-        let (sink, mut shipper) = pipeline(&cfg, metrics.clone());
+        let (_dir, metrics, sink, mut shipper) =
+            test_pipeline(|cfg| cfg.log_queue_max_bytes = 1_000_000);
         let depth = || metrics.log_queue_depth.load(Ordering::Relaxed);
         let bytes = || metrics.log_queue_bytes.load(Ordering::Relaxed);
         // Three records of ≈300 KB fit under 1 MB; the next two are dropped and counted.
@@ -547,11 +557,7 @@ mod tests {
     /// and what is left goes in the next batch.
     #[tokio::test]
     async fn large_payloads_close_a_batch_by_its_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = NodeConfig::defaults("http://127.0.0.1:9".into(), Secret::new("tok"));
-        cfg.cache_dir = dir.path().to_path_buf();
-        let metrics = Arc::new(Metrics::default());
-        let (sink, mut shipper) = pipeline(&cfg, metrics.clone());
+        let (_dir, metrics, sink, mut shipper) = test_pipeline(|_| {});
         let big = crate::payload::MAX_PAYLOAD_BYTES;
         let n = 2 * BATCH_MAX_BYTES / (2 * big) + 8;
         for _ in 0..n {
@@ -583,11 +589,7 @@ mod tests {
     /// the one before still hold exactly their records, in order.
     #[tokio::test]
     async fn batches_sized_from_the_previous_one_hold_exactly_their_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = NodeConfig::defaults("http://127.0.0.1:9".into(), Secret::new("tok"));
-        cfg.cache_dir = dir.path().to_path_buf();
-        let metrics = Arc::new(Metrics::default());
-        let (sink, mut shipper) = pipeline(&cfg, metrics.clone());
+        let (_dir, metrics, sink, mut shipper) = test_pipeline(|_| {});
         let mut next = 0;
         // 700 records (closed by BATCH_WAIT), then a full batch (larger than its starting
         // buffer), then 5 (smaller).

@@ -224,7 +224,10 @@ impl<'de> Visitor<'de> for HeadVisitor {
                 "temperature" => &mut head.temperature,
                 "seed" => &mut head.seed,
                 "messages" => {
-                    map.next_value_seed(MessageKeys(&mut head.message_keys))?;
+                    map.next_value_seed(MessageKeys {
+                        sketch: &mut head.message_keys,
+                        element: false,
+                    })?;
                     continue;
                 }
                 _ => {
@@ -287,8 +290,13 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-/// Checks `messages` as `Check` does, noting the keys of the objects in it when it is an array.
-struct MessageKeys<'a>(&'a mut u64);
+/// Reads `messages` (`Messages`) or one of its elements (`Message`), checking every value as
+/// `Check` does and noting in the sketch the keys of the objects that are elements of a
+/// `messages` array.
+struct MessageKeys<'a> {
+    sketch: &'a mut u64,
+    element: bool,
+}
 
 impl<'de> DeserializeSeed<'de> for MessageKeys<'_> {
     type Value = ();
@@ -304,38 +312,25 @@ impl<'de> Visitor<'de> for MessageKeys<'_> {
         f.write_str("any JSON value")
     }
     accept_scalars!(());
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        CheckVisitor.visit_map(map).map(drop)
-    }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Message(&mut *self.0))?.is_some() {}
+        if self.element {
+            return CheckVisitor.visit_seq(seq).map(drop);
+        }
+        while seq
+            .next_element_seed(MessageKeys {
+                sketch: &mut *self.sketch,
+                element: true,
+            })?
+            .is_some()
+        {}
         Ok(())
     }
-}
-
-/// One element of `messages`: an object's keys go into the sketch; any other value is checked.
-struct Message<'a>(&'a mut u64);
-
-impl<'de> DeserializeSeed<'de> for Message<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Message<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    accept_scalars!(());
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        CheckVisitor.visit_seq(seq).map(drop)
-    }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if !self.element {
+            return CheckVisitor.visit_map(map).map(drop);
+        }
         while let Some(key) = map.next_key::<Key<'de>>()? {
-            *self.0 |= key_bit(&key.0);
+            *self.sketch |= key_bit(&key.0);
             map.next_value::<Check>()?;
         }
         Ok(())
