@@ -35,7 +35,7 @@ pub(crate) struct Call {
     node: Node,
     record: RequestRecord,
     started: Instant,
-    /// The `x-request-id` answered (taken by `ids`).
+    /// The `x-request-id` answered.
     request_id: HeaderValue,
     log_payload: bool,
     /// The wire format the client speaks (its answers and errors are rendered in it).
@@ -63,7 +63,7 @@ impl Call {
     }
 
     /// Records a failure and renders it with the call's headers.
-    fn fail(mut self, err: ProxyError, used: Option<&str>) -> Response {
+    fn fail(self, err: ProxyError, used: Option<&str>) -> Response {
         let ids = self.ids(used);
         self.finish(
             err.status.as_u16(),
@@ -73,12 +73,11 @@ impl Call {
         ids.apply(err.into_response())
     }
 
-    /// The call's own response headers as they stand now (the request id is moved out: call
-    /// this once, when the answer is decided).
-    fn ids(&mut self, used: Option<&str>) -> Ids {
+    /// The call's own response headers as they stand now.
+    fn ids(&self, used: Option<&str>) -> Ids {
         let attempts = self.record.attempts.len();
         Ids {
-            request_id: std::mem::replace(&mut self.request_id, HeaderValue::from_static("")),
+            request_id: self.request_id.clone(),
             attempts: match SMALL_COUNTS.get(attempts) {
                 Some(n) => HeaderValue::from_static(n),
                 None => HeaderValue::from(attempts),

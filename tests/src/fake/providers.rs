@@ -30,6 +30,8 @@ pub enum Reply {
     StreamError,
     /// Gemini only: the prompt is blocked (200, no candidates, `promptFeedback`).
     Blocked,
+    /// A 200 whose body is not JSON (a broken provider or middlebox).
+    Malformed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +192,15 @@ fn halves(s: &str) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // Anthropic
 
+/// A 200 answer cut off in the middle of its JSON.
+fn malformed() -> Response {
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"id": "cut-off", "content": [{"type": "#))
+        .unwrap()
+}
+
 fn anthropic_error(status: u16, message: &str) -> Response {
     let t = match status {
         401 => "authentication_error",
@@ -310,6 +321,7 @@ fn anthropic(path: &str, headers: &HeaderMap, body: &Value, key: &str, reply: Re
     let stream = body["stream"].as_bool().unwrap_or(false);
     let (content, stop) = match &reply {
         Reply::Error(s) => return anthropic_error(*s, "scripted error"),
+        Reply::Malformed => return malformed(),
         Reply::Text(t) => (vec![json!({"type": "text", "text": t})], "end_turn"),
         Reply::StreamError | Reply::Blocked => (vec![json!({"type": "text", "text": TEXT})], "end_turn"),
         Reply::Tools(calls) => (
@@ -508,6 +520,7 @@ fn gemini(
     };
     let pieces: Vec<Value> = match &reply {
         Reply::Error(s) => return gemini_error(*s, "scripted error", None),
+        Reply::Malformed => return malformed(),
         Reply::Blocked => vec![
             json!({"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": []}, "usageMetadata": {"promptTokenCount": 13, "totalTokenCount": 13}, "modelVersion": model}),
         ],
@@ -775,6 +788,7 @@ fn bedrock(
     let (content, stop) = match &reply {
         Reply::Error(429) => return bedrock_error(429, "ThrottlingException", "Too many requests, please wait before trying again."),
         Reply::Error(s) => return bedrock_error(*s, if *s >= 500 { "InternalServerException" } else { "ValidationException" }, "scripted error"),
+        Reply::Malformed => return malformed(),
         Reply::Text(t) => (vec![json!({"text": t})], "end_turn"),
         Reply::StreamError | Reply::Blocked => (vec![json!({"text": TEXT})], "end_turn"),
         Reply::Tools(calls) => (

@@ -186,6 +186,23 @@ async fn openai_clients_reach_anthropic() {
         "no secret in errors: {b}"
     );
 
+    // A 200 that is not JSON is a 502 the client can retry, carrying the call's own headers
+    // (request id, attempts, log id, the credential used) like any other answer.
+    fake.push(Reply::Malformed);
+    let (s, h, b) = node
+        .chat(
+            &key,
+            "claude-sonnet-4-5",
+            &[("x-request-id", "req-malformed")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{b}");
+    assert_eq!(b["error"]["code"], "upstream_bad_response", "{b}");
+    assert_eq!(h["x-request-id"], "req-malformed");
+    assert_eq!(h["x-bt-attempts"], "1");
+    assert!(h.contains_key("x-bt-log-id"), "{h:?}");
+    assert!(h.contains_key("x-bt-used-endpoint"), "{h:?}");
+
     // A mid-stream error event becomes an OpenAI error event; no [DONE] after it.
     fake.push(Reply::StreamError);
     let (s, text) = post_raw(&node, chat, &key, json!({"model": "claude-sonnet-4-5", "stream": true, "messages": [{"role": "user", "content": "Hi"}]})).await;
