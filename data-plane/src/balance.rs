@@ -15,6 +15,7 @@
 //! while the credential's configuration is unchanged. Time comes from a `Clock`, so tests need
 //! no sleeps.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -421,12 +422,17 @@ impl Balancer {
     }
 
     /// Orders the usable candidates (best first); also returns those that are unavailable now,
-    /// with why, for the caller to wait on or report.
-    pub fn order(&self, cands: Vec<Candidate>) -> (Vec<Candidate>, Vec<(Candidate, Unavailable)>) {
-        let mut usable = Vec::with_capacity(cands.len());
+    /// with why, for the caller to wait on or report. Takes candidates or references to them
+    /// (the proxy orders its list again each round without copying it).
+    pub fn order<C: Borrow<Candidate>>(
+        &self,
+        cands: impl IntoIterator<Item = C>,
+    ) -> (Vec<C>, Vec<(C, Unavailable)>) {
+        let cands = cands.into_iter();
+        let mut usable = Vec::with_capacity(cands.size_hint().0);
         let mut blocked = Vec::new();
         for c in cands {
-            match self.availability(&c.cred) {
+            match self.availability(&c.borrow().cred) {
                 Ok(()) => usable.push(c),
                 Err(u) => blocked.push((c, u)),
             }
@@ -434,20 +440,26 @@ impl Balancer {
         (self.rank(usable), blocked)
     }
 
-    fn rank(&self, mut cands: Vec<Candidate>) -> Vec<Candidate> {
+    fn rank<C: Borrow<Candidate>>(&self, mut cands: Vec<C>) -> Vec<C> {
         if cands.len() <= 1 {
             return cands;
         }
         let mut rng = rand::rng();
         // Weighted random permutation (Efraimidis–Spirakis): key = u^(1/weight).
-        let mut keyed: Vec<(f64, Candidate)> = cands
+        let mut keyed: Vec<(f64, C)> = cands
             .drain(..)
-            .map(|c| (rng.random::<f64>().powf(1.0 / c.cred.weight.max(1e-9)), c))
+            .map(|c| {
+                let w = c.borrow().cred.weight.max(1e-9);
+                (rng.random::<f64>().powf(1.0 / w), c)
+            })
             .collect();
         keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut ordered: Vec<Candidate> = keyed.into_iter().map(|(_, c)| c).collect();
+        let mut ordered: Vec<C> = keyed.into_iter().map(|(_, c)| c).collect();
         // Power of two choices between the first two weighted draws.
-        let (a, b) = (self.score(&ordered[0].cred), self.score(&ordered[1].cred));
+        let (a, b) = (
+            self.score(&ordered[0].borrow().cred),
+            self.score(&ordered[1].borrow().cred),
+        );
         if b * 1.25 < a {
             ordered.swap(0, 1);
         }

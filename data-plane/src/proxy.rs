@@ -443,10 +443,10 @@ async fn attempt_loop(
     let max = node.cfg.max_attempts as usize;
     // Credentials already tried (a handful at most: a list, no hashing).
     let mut tried: Vec<Arc<crate::snapshot::Credential>> = Vec::new();
-    let mut last: Option<(Candidate, AttemptError)> = None;
-    let mut blocked_last: Vec<(Candidate, Unavailable)> = Vec::new();
+    let mut last: Option<(&Candidate, AttemptError)> = None;
+    let mut blocked_last: Vec<(&Candidate, Unavailable)> = Vec::new();
     while call.record.attempts.len() < max && Instant::now() < deadline {
-        let (usable, blocked) = node.balancer.order(cands.clone());
+        let (usable, blocked) = node.balancer.order(&cands);
         blocked_last = blocked;
         let Some(cand) = usable
             .into_iter()
@@ -477,7 +477,7 @@ async fn attempt_loop(
         let t0 = Instant::now();
         let t0_ms = now_ms();
         let guard = node.balancer.begin(&cand.cred);
-        let result = attempt(&node, &cand, &shape, &bodies, headers).await;
+        let result = attempt(&node, cand, &shape, &bodies, headers).await;
         let latency_ms = t0.elapsed().as_millis() as u64;
         let status = match &result {
             Ok(a) => a.parts.status.as_u16(),
@@ -529,8 +529,8 @@ async fn attempt_loop(
 
 /// The error when no attempt succeeded: which kind of failure, never a provider's secret.
 fn exhausted(
-    last: Option<(Candidate, AttemptError)>,
-    blocked: &[(Candidate, Unavailable)],
+    last: Option<(&Candidate, AttemptError)>,
+    blocked: &[(&Candidate, Unavailable)],
     attempts: usize,
     now_ms: i64,
 ) -> ProxyError {

@@ -148,7 +148,7 @@ fn translate_whole(
 pub(crate) async fn respond(
     mut call: Call,
     snap: &Arc<Snapshot>,
-    cand: Candidate,
+    cand: &Candidate,
     shape: CallShape,
     answer: Answer,
     guard: InFlight,
