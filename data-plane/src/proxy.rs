@@ -179,23 +179,6 @@ fn with_request_id(mut resp: Response, request_id: &str) -> Response {
     resp
 }
 
-/// The JSON body (the proxy reads only the fields it needs; the rest passes through).
-pub fn parse_body(raw: &[u8]) -> Result<Value, ProxyError> {
-    let v: Value = serde_json::from_slice(raw).map_err(|e| {
-        ProxyError::bad_request(
-            "invalid_json",
-            format!("We could not parse the JSON body of your request: {e}"),
-        )
-    })?;
-    if !v.is_object() {
-        return Err(ProxyError::bad_request(
-            "invalid_json",
-            "The request body must be a JSON object.",
-        ));
-    }
-    Ok(v)
-}
-
 pub fn model_of(v: &(impl Fields + ?Sized)) -> Result<String, ProxyError> {
     match v.field("model") {
         Some(Value::String(m)) if !m.trim().is_empty() && m.len() <= 512 => Ok(m.clone()),

@@ -111,10 +111,10 @@ impl RequestBody {
         if !starts_object {
             // Valid JSON that is not an object, or not JSON at all: the same answers as a full
             // parse gives.
-            serde_json::from_slice::<Check>(&raw).map_err(invalid_json)?;
+            read(&raw, Check).map_err(invalid_json)?;
             return Err(not_an_object());
         }
-        let head = serde_json::from_slice::<Head>(&raw).map_err(invalid_json)?;
+        let head = read(&raw, HeadVisitor).map_err(invalid_json)?;
         Ok(RequestBody {
             raw,
             head,
@@ -197,13 +197,24 @@ fn not_an_object() -> ProxyError {
     ProxyError::bad_request("invalid_json", "The request body must be a JSON object.")
 }
 
-impl<'de> Deserialize<'de> for Head {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Head, D::Error> {
-        d.deserialize_map(HeadVisitor)
-    }
+/// Reads all of `raw` with `seed`, as `serde_json::from_slice` reads a type (text after the
+/// value is an error).
+fn read<'de, S: DeserializeSeed<'de>>(raw: &'de [u8], seed: S) -> serde_json::Result<S::Value> {
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    let value = seed.deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
 }
 
+/// Reads an object into its `Head`.
 struct HeadVisitor;
+
+impl<'de> DeserializeSeed<'de> for HeadVisitor {
+    type Value = Head;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Head, D::Error> {
+        d.deserialize_map(self)
+    }
+}
 
 impl<'de> Visitor<'de> for HeadVisitor {
     type Value = Head;
@@ -231,7 +242,7 @@ impl<'de> Visitor<'de> for HeadVisitor {
                     continue;
                 }
                 _ => {
-                    map.next_value::<Check>()?;
+                    map.next_value_seed(Check)?;
                     continue;
                 }
             };
@@ -314,7 +325,7 @@ impl<'de> Visitor<'de> for MessageKeys<'_> {
     accept_scalars!(());
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         if self.element {
-            return CheckVisitor.visit_seq(seq).map(drop);
+            return Check.visit_seq(seq);
         }
         while seq
             .next_element_seed(MessageKeys {
@@ -327,11 +338,11 @@ impl<'de> Visitor<'de> for MessageKeys<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         if !self.element {
-            return CheckVisitor.visit_map(map).map(drop);
+            return Check.visit_map(map);
         }
         while let Some(key) = map.next_key::<Key<'de>>()? {
             *self.sketch |= key_bit(&key.0);
-            map.next_value::<Check>()?;
+            map.next_value_seed(Check)?;
         }
         Ok(())
     }
@@ -341,37 +352,29 @@ impl<'de> Visitor<'de> for MessageKeys<'_> {
 /// kept.
 struct Check;
 
-impl<'de> Deserialize<'de> for Check {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Check, D::Error> {
-        d.deserialize_any(CheckVisitor)
-    }
-}
-
-struct CheckVisitor;
-
-impl<'de> DeserializeSeed<'de> for CheckVisitor {
-    type Value = Check;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Check, D::Error> {
+impl<'de> DeserializeSeed<'de> for Check {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for CheckVisitor {
-    type Value = Check;
+impl<'de> Visitor<'de> for Check {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    accept_scalars!(Check);
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Check, A::Error> {
-        while seq.next_element_seed(CheckVisitor)?.is_some() {}
-        Ok(Check)
+    accept_scalars!(());
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Check)?.is_some() {}
+        Ok(())
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Check, A::Error> {
-        while map.next_key_seed(CheckVisitor)?.is_some() {
-            map.next_value_seed(CheckVisitor)?;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Check)?.is_some() {
+            map.next_value_seed(Check)?;
         }
-        Ok(Check)
+        Ok(())
     }
 }
 
@@ -379,8 +382,14 @@ impl<'de> Visitor<'de> for CheckVisitor {
 mod tests {
     use super::*;
 
+    /// The reference: the whole document, built as the proxy built it before bodies were read
+    /// lazily.
     fn full(raw: &str) -> Result<Value, ProxyError> {
-        crate::proxy::parse_body(raw.as_bytes())
+        let v: Value = serde_json::from_slice(raw.as_bytes()).map_err(invalid_json)?;
+        if !v.is_object() {
+            return Err(not_an_object());
+        }
+        Ok(v)
     }
 
     fn lazy(raw: &str) -> Result<RequestBody, ProxyError> {

@@ -217,8 +217,6 @@ pub struct CallShape {
     pub client: ClientFormat,
 }
 
-/// Builds an OpenAI-format request for one candidate. The client's body bytes are forwarded
-/// as they are unless the model id, a vendor quirk or stream options require a rewrite.
 /// The request's document for an attempt. Building one `RequestBody::parse` accepted does not
 /// fail; if it did, the attempt fails as misconfigured rather than panicking.
 pub(crate) fn body_doc(body: &RequestBody) -> Result<&Value, AttemptError> {
@@ -226,6 +224,8 @@ pub(crate) fn body_doc(body: &RequestBody) -> Result<&Value, AttemptError> {
         .map_err(|e| AttemptError::Config(format!("the request body: {}", e.message)))
 }
 
+/// Builds an OpenAI-format request for one candidate. The client's body bytes are forwarded
+/// as they are unless the model id, a vendor quirk or stream options require a rewrite.
 pub fn prepare_openai(
     cand: &Candidate,
     shape: &CallShape,
