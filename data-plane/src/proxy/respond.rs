@@ -87,19 +87,18 @@ fn translate_whole(
     let (chat, usage) = match answer_format {
         Format::Openai if shape.client == ClientFormat::OpenAi && !need_value => {
             // Same format, nothing needs the document (no payload log, no fake stream): read
-            // only `usage` (serde skips the other fields without building them); the bytes go
-            // to the client as they are.
+            // only the counts in `usage` (serde skips the other fields, and `usage` itself,
+            // without building them); the bytes go to the client as they are.
             #[derive(serde::Deserialize)]
             struct UsageOnly {
-                usage: Option<Value>,
+                usage: Option<llm::usage::OpenAiUsage>,
             }
             // Reading it also checks that the whole answer is well-formed JSON.
             let read = serde_json::from_slice::<UsageOnly>(&body).ok();
             let well_formed = read.is_some();
             let usage = read
                 .and_then(|u| u.usage)
-                .as_ref()
-                .and_then(llm::Usage::from_openai_json)
+                .and_then(|u| u.0)
                 .unwrap_or_default();
             return Ok((body, None, usage, well_formed));
         }
