@@ -571,7 +571,7 @@ impl Balancer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::AtomicI64;
 
     use super::*;
@@ -585,7 +585,8 @@ mod tests {
         }
     }
 
-    fn cred(id: &str, weight: f64) -> Arc<Credential> {
+    /// An OpenAI credential with secret `s` (other modules' tests use it too).
+    pub(crate) fn cred(id: &str, weight: f64) -> Arc<Credential> {
         Arc::new(Credential {
             id: id.into(),
             org_id: "o".into(),
@@ -609,6 +610,7 @@ mod tests {
             supports_streaming: true,
             fingerprint: 1,
             wire: 0,
+            memo: Default::default(),
         })
     }
 

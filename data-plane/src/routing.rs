@@ -29,6 +29,16 @@ pub enum RouteKind {
 }
 
 impl RouteKind {
+    /// Every kind, in declaration order (`kind as usize` indexes it).
+    pub const ALL: [RouteKind; 6] = [
+        RouteKind::Chat,
+        RouteKind::Completions,
+        RouteKind::Embeddings,
+        RouteKind::Responses,
+        RouteKind::Messages,
+        RouteKind::Realtime,
+    ];
+
     pub fn path(self) -> &'static str {
         match self {
             RouteKind::Chat | RouteKind::Messages => "/chat/completions",

@@ -84,6 +84,8 @@ pub struct Credential {
     /// snapshot keeps this `Credential` as it is when its wire form is the same, instead of
     /// opening and parsing it again.
     pub(crate) wire: u64,
+    /// The URL and auth header of its requests, built on first use.
+    pub(crate) memo: crate::upstream::RequestMemo,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -650,6 +652,7 @@ fn credential(c: pb::Credential, key: &SealKey, wire: u64) -> Result<Credential,
         provider_type: c.r#type,
         fingerprint,
         wire,
+        memo: Default::default(),
     })
 }
 

@@ -2,11 +2,12 @@
 //! provider's shape, one attempt with connect / first-byte timeouts, and the classification of
 //! its failure (may another candidate be tried?).
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use llm::vendor::AuthStyle;
@@ -115,30 +116,57 @@ fn secret_header(v: &str) -> Result<HeaderValue, AttemptError> {
     Ok(h)
 }
 
+/// The header that carries the credential's secret, if its auth style sends one.
+fn auth_header(cred: &Credential) -> Result<Option<(HeaderName, HeaderValue)>, AttemptError> {
+    let secret = cred.secret.expose();
+    if secret.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(match cred.auth {
+        AuthStyle::Bearer => (AUTHORIZATION, secret_header(&format!("Bearer {secret}"))?),
+        AuthStyle::ApiKeyHeader => (HeaderName::from_static("api-key"), secret_header(secret)?),
+        AuthStyle::AuthorizationApiKey => {
+            (AUTHORIZATION, secret_header(&format!("Api-Key {secret}"))?)
+        }
+        AuthStyle::XApiKey => (HeaderName::from_static("x-api-key"), secret_header(secret)?),
+        AuthStyle::GoogApiKey => (
+            HeaderName::from_static("x-goog-api-key"),
+            secret_header(secret)?,
+        ),
+        AuthStyle::Aws | AuthStyle::None => return Ok(None),
+    }))
+}
+
+/// The parts of a credential's upstream requests that are the same on every call, built on
+/// first use and kept with the credential (for as long as a snapshot holds it: everything they
+/// are built from is fixed when the credential is). Saves formatting and parsing the URL and
+/// the auth header on every request. The header is marked sensitive, so it never prints; it is
+/// one more copy of a secret the credential already holds in memory, where formatting it per
+/// request left a freed copy behind on every call.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMemo {
+    /// The OpenAI-format URL per route kind, for credentials whose URL does not depend on the
+    /// model (every one but an Azure deployment's). Only a URL that parsed is kept.
+    uris: [OnceLock<Uri>; RouteKind::ALL.len()],
+    /// The auth header, or the credential's secret is not a valid header value (`Err`).
+    auth: OnceLock<Result<Option<(HeaderName, HeaderValue)>, ()>>,
+}
+
 /// Adds the credential's auth and extra headers.
 pub fn apply_auth(cred: &Credential, headers: &mut HeaderMap) -> Result<(), AttemptError> {
-    let secret = cred.secret.expose();
-    if !secret.is_empty() {
-        match cred.auth {
-            AuthStyle::Bearer => {
-                headers.insert(AUTHORIZATION, secret_header(&format!("Bearer {secret}"))?);
-            }
-            AuthStyle::ApiKeyHeader => {
-                headers.insert(HeaderName::from_static("api-key"), secret_header(secret)?);
-            }
-            AuthStyle::AuthorizationApiKey => {
-                headers.insert(AUTHORIZATION, secret_header(&format!("Api-Key {secret}"))?);
-            }
-            AuthStyle::XApiKey => {
-                headers.insert(HeaderName::from_static("x-api-key"), secret_header(secret)?);
-            }
-            AuthStyle::GoogApiKey => {
-                headers.insert(
-                    HeaderName::from_static("x-goog-api-key"),
-                    secret_header(secret)?,
-                );
-            }
-            AuthStyle::Aws | AuthStyle::None => {}
+    let auth = cred
+        .memo
+        .auth
+        .get_or_init(|| auth_header(cred).map_err(|_| ()));
+    match auth {
+        Ok(Some((name, value))) => {
+            headers.insert(name.clone(), value.clone());
+        }
+        Ok(None) => {}
+        Err(()) => {
+            return Err(AttemptError::Config(
+                "the provider secret is not a valid header value".into(),
+            ));
         }
     }
     if let Some(org) = &cred.organization_id
@@ -170,6 +198,27 @@ pub fn base_url(cred: &Credential) -> Result<String, AttemptError> {
     }
     let region = cred.region.as_deref().unwrap_or("us-east-1");
     Ok(preset.base_url.replace("{region}", region))
+}
+
+/// The URL of an OpenAI-format call, parsed; kept in the credential's memo when it does not
+/// depend on the model.
+fn openai_uri(
+    cred: &Credential,
+    kind: RouteKind,
+    upstream_model: &str,
+) -> Result<Uri, AttemptError> {
+    let slot = &cred.memo.uris[kind as usize];
+    if let Some(u) = slot.get() {
+        return Ok(u.clone());
+    }
+    let url = openai_url(cred, kind, upstream_model)?;
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| AttemptError::Config(format!("invalid upstream URL {url:?}: {e}")))?;
+    if cred.provider_type != "azure" {
+        let _ = slot.set(uri.clone());
+    }
+    Ok(uri)
 }
 
 /// The full URL of an OpenAI-format call.
@@ -233,7 +282,7 @@ pub fn prepare_openai(
     client_headers: &HeaderMap,
 ) -> Result<Prepared, AttemptError> {
     let cred = &cand.cred;
-    let url = openai_url(cred, shape.kind, &cand.served.upstream_model)?;
+    let uri = openai_uri(cred, shape.kind, &cand.served.upstream_model)?;
     let preset = llm::vendor::preset(&cred.provider_type);
     // The document is built only when something must read or change more than the head.
     let doc = || body_doc(body);
@@ -290,11 +339,9 @@ pub fn prepare_openai(
         }
         None => body.raw().clone(),
     };
-    let mut req = Request::builder()
-        .method(Method::POST)
-        .uri(&url)
-        .body(Full::new(bytes))
-        .map_err(|e| AttemptError::Config(format!("invalid upstream URL {url:?}: {e}")))?;
+    let mut req = Request::new(Full::new(bytes));
+    *req.method_mut() = Method::POST;
+    *req.uri_mut() = uri;
     let h = req.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(
@@ -692,6 +739,56 @@ mod tests {
         }
         for s in [400, 401, 403, 404, 413, 422] {
             assert!(!retryable_status(StatusCode::from_u16(s).unwrap()), "{s}");
+        }
+    }
+
+    /// The memo gives the URL and auth header a fresh build gives, keeps a model-independent
+    /// URL per route kind (an Azure deployment's URL depends on the model: never kept), and
+    /// keeps refusing a secret that cannot be a header.
+    #[test]
+    fn memo_gives_what_a_fresh_build_gives() {
+        for (i, k) in RouteKind::ALL.into_iter().enumerate() {
+            assert_eq!(k as usize, i);
+        }
+        let mut openai = (*crate::balance::tests::cred("a", 1.0)).clone();
+        openai.api_base = Some("http://127.0.0.1:9/v1".into());
+        for kind in RouteKind::ALL {
+            let fresh: Uri = openai_url(&openai, kind, "m").unwrap().parse().unwrap();
+            assert_eq!(openai_uri(&openai, kind, "m").unwrap(), fresh);
+            assert_eq!(openai.memo.uris[kind as usize].get(), Some(&fresh));
+            assert_eq!(openai_uri(&openai, kind, "other").unwrap(), fresh);
+        }
+        assert_eq!(
+            openai_uri(&openai, RouteKind::Chat, "m").unwrap().to_string(),
+            "http://127.0.0.1:9/v1/chat/completions"
+        );
+
+        let mut azure = (*crate::balance::tests::cred("z", 1.0)).clone();
+        azure.provider_type = "azure".into();
+        azure.api_base = Some("https://r.openai.azure.com".into());
+        let one = openai_uri(&azure, RouteKind::Chat, "gpt-4o").unwrap();
+        let two = openai_uri(&azure, RouteKind::Chat, "gpt-4o-mini").unwrap();
+        assert_eq!(
+            one.to_string(),
+            "https://r.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+        );
+        assert_ne!(one, two);
+        assert!(azure.memo.uris[RouteKind::Chat as usize].get().is_none());
+
+        for _ in 0..2 {
+            let mut h = HeaderMap::new();
+            apply_auth(&openai, &mut h).unwrap();
+            assert_eq!(h[AUTHORIZATION], "Bearer s");
+            assert!(h[AUTHORIZATION].is_sensitive());
+        }
+        let mut bad = (*crate::balance::tests::cred("b", 1.0)).clone();
+        bad.secret = crate::secret::Secret::new("sk-\nline");
+        for _ in 0..2 {
+            let e = apply_auth(&bad, &mut HeaderMap::new()).unwrap_err();
+            assert!(
+                matches!(&e, AttemptError::Config(m) if m == "the provider secret is not a valid header value"),
+                "{e:?}"
+            );
         }
     }
 
