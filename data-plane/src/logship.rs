@@ -360,7 +360,14 @@ impl Shipper {
         loop {
             while !batch.full() {
                 match self.rx.try_recv() {
-                    Ok(r) => self.take(r, &mut batch),
+                    Ok(r) => {
+                        self.take(r, &mut batch);
+                        // Encoding what a tick gathered (≈1,500 records at 30,000 requests/s)
+                        // in one go held its runtime worker for 2–3 ms, stalling the requests
+                        // queued on it: the node's p99 at c=16. Give the worker back whenever
+                        // this task's cooperative budget (128 steps) is spent.
+                        tokio::task::coop::consume_budget().await;
+                    }
                     Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
                     Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
                         return self.finish(batch);
