@@ -75,7 +75,8 @@ pub struct OpenAiUsage(pub Option<Usage>);
 impl<'de> Deserialize<'de> for OpenAiUsage {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Ok(OpenAiUsage(
-            d.deserialize_any(ObjectOr::<UsageFields>::default())?
+            Obj::<UsageFields>::deserialize(d)?
+                .0
                 .map(UsageFields::usage),
         ))
     }
@@ -126,20 +127,24 @@ impl<'de> Deserialize<'de> for Key {
     }
 }
 
-/// Reads a value as an object of `T`'s entries; any other value is read, checked and gives
+/// A value read as an object of `T`'s entries; any other value is read, checked and gives
 /// `None` (as `Value::get` finds nothing in a non-object).
-struct ObjectOr<T>(std::marker::PhantomData<T>);
+struct Obj<T>(Option<T>);
 
-impl<T> Default for ObjectOr<T> {
-    fn default() -> Self {
-        ObjectOr(std::marker::PhantomData)
+impl<'de, T: Entries> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ObjVisitor(std::marker::PhantomData))
+            .map(Obj)
     }
 }
+
+struct ObjVisitor<T>(std::marker::PhantomData<T>);
 
 /// An object's entries, read one at a time; a repeated key keeps its last value, as in a
 /// parsed document.
 trait Entries: Default {
-    fn entry<'de, A: MapAccess<'de>>(&mut self, key: Key, map: &mut A) -> Result<(), A::Error>;
+    /// Reads the value of `key` if it is one of `self`'s (`false`: not read).
+    fn entry<'de, A: MapAccess<'de>>(&mut self, key: Key, map: &mut A) -> Result<bool, A::Error>;
 }
 
 macro_rules! none_for_scalars {
@@ -157,7 +162,7 @@ macro_rules! none_for_scalars {
     };
 }
 
-impl<'de, T: Entries> Visitor<'de> for ObjectOr<T> {
+impl<'de, T: Entries> Visitor<'de> for ObjVisitor<T> {
     type Value = Option<T>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
@@ -166,7 +171,9 @@ impl<'de, T: Entries> Visitor<'de> for ObjectOr<T> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<T>, A::Error> {
         let mut t = T::default();
         while let Some(k) = map.next_key::<Key>()? {
-            t.entry(k, &mut map)?;
+            if !t.entry(k, &mut map)? {
+                map.next_value::<IgnoredAny>()?;
+            }
         }
         Ok(Some(t))
     }
@@ -208,28 +215,15 @@ struct Details {
 }
 
 impl Entries for Details {
-    fn entry<'de, A: MapAccess<'de>>(&mut self, key: Key, map: &mut A) -> Result<(), A::Error> {
+    fn entry<'de, A: MapAccess<'de>>(&mut self, key: Key, map: &mut A) -> Result<bool, A::Error> {
         let slot = match key {
             Key::Cached => &mut self.cached,
             Key::CacheWrite => &mut self.cache_write,
             Key::Reasoning => &mut self.reasoning,
-            _ => {
-                map.next_value::<IgnoredAny>()?;
-                return Ok(());
-            }
+            _ => return Ok(false),
         };
         *slot = map.next_value::<Count>()?.0;
-        Ok(())
-    }
-}
-
-/// A details value that is present (`Some`), an object or not (`None` inside).
-struct DetailsValue(Option<Details>);
-
-impl<'de> Deserialize<'de> for DetailsValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ObjectOr::<Details>::default())
-            .map(DetailsValue)
+        Ok(true)
     }
 }
 
@@ -248,29 +242,26 @@ struct UsageFields {
 }
 
 impl Entries for UsageFields {
-    fn entry<'de, A: MapAccess<'de>>(&mut self, key: Key, map: &mut A) -> Result<(), A::Error> {
-        let count = match key {
-            Key::Prompt => &mut self.prompt,
-            Key::Input => &mut self.input,
-            Key::Completion => &mut self.completion,
-            Key::Output => &mut self.output,
+    fn entry<'de, A: MapAccess<'de>>(&mut self, key: Key, map: &mut A) -> Result<bool, A::Error> {
+        let details = match key {
+            Key::PromptDetails => &mut self.prompt_details,
+            Key::InputDetails => &mut self.input_details,
+            Key::CompletionDetails => &mut self.completion_details,
+            Key::OutputDetails => &mut self.output_details,
             _ => {
-                let details = match key {
-                    Key::PromptDetails => &mut self.prompt_details,
-                    Key::InputDetails => &mut self.input_details,
-                    Key::CompletionDetails => &mut self.completion_details,
-                    Key::OutputDetails => &mut self.output_details,
-                    _ => {
-                        map.next_value::<IgnoredAny>()?;
-                        return Ok(());
-                    }
+                let count = match key {
+                    Key::Prompt => &mut self.prompt,
+                    Key::Input => &mut self.input,
+                    Key::Completion => &mut self.completion,
+                    Key::Output => &mut self.output,
+                    _ => return Ok(false),
                 };
-                *details = Some(map.next_value::<DetailsValue>()?.0);
-                return Ok(());
+                *count = Some(map.next_value::<Count>()?.0);
+                return Ok(true);
             }
         };
-        *count = Some(map.next_value::<Count>()?.0);
-        Ok(())
+        *details = Some(map.next_value::<Obj<Details>>()?.0);
+        Ok(true)
     }
 }
 
