@@ -759,7 +759,9 @@ mod tests {
             assert_eq!(openai_uri(&openai, kind, "other").unwrap(), fresh);
         }
         assert_eq!(
-            openai_uri(&openai, RouteKind::Chat, "m").unwrap().to_string(),
+            openai_uri(&openai, RouteKind::Chat, "m")
+                .unwrap()
+                .to_string(),
             "http://127.0.0.1:9/v1/chat/completions"
         );
 
