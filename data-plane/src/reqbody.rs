@@ -22,6 +22,8 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
+use llm::accept_scalars;
+use llm::jsoncheck::Check;
 use llm::vendor::RequestKeys;
 
 use crate::error::ProxyError;
@@ -253,31 +255,6 @@ impl<'de> Visitor<'de> for HeadVisitor {
     }
 }
 
-/// The `Visitor` methods for JSON's scalars (booleans, numbers, strings, null): each value,
-/// already read and checked by the parser, is accepted as `$out`.
-macro_rules! accept_scalars {
-    ($out:expr) => {
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($out)
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($out)
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($out)
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($out)
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok($out)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok($out)
-        }
-    };
-}
-
 /// An object key, borrowed from the body when it has no escapes (serde's own `Cow<str>` always
 /// copies).
 struct Key<'de>(Cow<'de, str>);
@@ -342,36 +319,6 @@ impl<'de> Visitor<'de> for MessageKeys<'_> {
         }
         while let Some(key) = map.next_key::<Key<'de>>()? {
             *self.sketch |= key_bit(&key.0);
-            map.next_value_seed(Check)?;
-        }
-        Ok(())
-    }
-}
-
-/// Any JSON value, read (and so checked) by the same parser calls the document uses, and not
-/// kept.
-struct Check;
-
-impl<'de> DeserializeSeed<'de> for Check {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Check {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    accept_scalars!(());
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Check)?.is_some() {}
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while map.next_key_seed(Check)?.is_some() {
             map.next_value_seed(Check)?;
         }
         Ok(())

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod error;
 pub mod eventstream;
 pub mod gemini;
+pub mod jsoncheck;
 pub mod openai;
 pub mod sse;
 pub mod stream;

@@ -3,7 +3,9 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::jsoncheck::Check;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,19 +149,10 @@ trait Entries: Default {
     fn entry<'de, A: MapAccess<'de>>(&mut self, key: Key, map: &mut A) -> Result<bool, A::Error>;
 }
 
-macro_rules! none_for_scalars {
-    ($($method:ident: $ty:ty),*) => {
-        $(fn $method<E: de::Error>(self, _: $ty) -> Result<Self::Value, E> {
-            Ok(None)
-        })*
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-    };
+/// Reads and checks the elements of an array that is not one of the values looked for.
+fn skip_seq<'de, A: SeqAccess<'de>, T>(mut seq: A) -> Result<Option<T>, A::Error> {
+    while seq.next_element_seed(Check)?.is_some() {}
+    Ok(None)
 }
 
 impl<'de, T: Entries> Visitor<'de> for ObjVisitor<T> {
@@ -167,12 +160,15 @@ impl<'de, T: Entries> Visitor<'de> for ObjVisitor<T> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    none_for_scalars!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_str: &str);
+    crate::accept_scalars!(None);
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Option<T>, A::Error> {
+        skip_seq(seq)
+    }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<T>, A::Error> {
         let mut t = T::default();
         while let Some(k) = map.next_key::<Key>()? {
             if !t.entry(k, &mut map)? {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value_seed(Check)?;
             }
         }
         Ok(Some(t))
@@ -190,15 +186,29 @@ impl<'de> Deserialize<'de> for Count {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("any JSON value")
             }
-            none_for_scalars!(visit_bool: bool, visit_f64: f64, visit_str: &str);
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<u64>, E> {
+                Ok(None)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<u64>, E> {
+                Ok(None)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Option<u64>, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Option<u64>, E> {
+                Ok(None)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Option<u64>, A::Error> {
+                skip_seq(seq)
+            }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Option<u64>, E> {
                 Ok(Some(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Option<u64>, E> {
                 Ok(u64::try_from(v).ok())
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<u64>, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<u64>, A::Error> {
+                Check.visit_map(map)?;
                 Ok(None)
             }
         }
@@ -341,6 +351,23 @@ mod tests {
                 "{bad}"
             );
             assert!(serde_json::from_str::<OpenAiUsage>(bad).is_err(), "{bad}");
+        }
+        // So are bytes that are not UTF-8, in the values read and in those skipped.
+        for bad in [
+            &b"{\"prompt_tokens\": 1, \"x\": \"\xff\"}"[..],
+            b"{\"x\": [\"\xc3\"], \"prompt_tokens\": 1}",
+            b"{\"x\": {\"k\": \"\xe2\x82\"}}",
+            b"{\"prompt_tokens_details\": {\"cached_tokens\": [\"\xff\"]}}",
+            b"{\"\xff\": 1}",
+        ] {
+            assert!(
+                serde_json::from_slice::<serde_json::Value>(bad).is_err(),
+                "{bad:?}"
+            );
+            assert!(
+                serde_json::from_slice::<OpenAiUsage>(bad).is_err(),
+                "{bad:?}"
+            );
         }
     }
 
