@@ -108,10 +108,12 @@ const FORWARDED: [HeaderName; 3] = [
     HeaderName::from_static("anthropic-version"),
 ];
 
+/// Why a credential cannot be used when its secret cannot be sent in a header.
+const SECRET_NOT_A_HEADER: &str = "the provider secret is not a valid header value";
+
 fn secret_header(v: &str) -> Result<HeaderValue, AttemptError> {
-    let mut h = HeaderValue::from_str(v).map_err(|_| {
-        AttemptError::Config("the provider secret is not a valid header value".into())
-    })?;
+    let mut h =
+        HeaderValue::from_str(v).map_err(|_| AttemptError::Config(SECRET_NOT_A_HEADER.into()))?;
     h.set_sensitive(true);
     Ok(h)
 }
@@ -163,11 +165,7 @@ pub fn apply_auth(cred: &Credential, headers: &mut HeaderMap) -> Result<(), Atte
             headers.insert(name.clone(), value.clone());
         }
         Ok(None) => {}
-        Err(()) => {
-            return Err(AttemptError::Config(
-                "the provider secret is not a valid header value".into(),
-            ));
-        }
+        Err(()) => return Err(AttemptError::Config(SECRET_NOT_A_HEADER.into())),
     }
     if let Some(org) = &cred.organization_id
         && let Ok(v) = HeaderValue::from_str(org)
