@@ -590,6 +590,39 @@ fn database_name() -> &'static str {
     }
 }
 
+/// A command running `bin`, under the tool the environment variable `var` names if it is set
+/// (e.g. `BENCH_NODE_WRAP="valgrind --tool=callgrind"`); true when wrapped.
+fn wrapped(var: &str, bin: &std::path::Path) -> (Command, bool) {
+    let wrap: Vec<String> = std::env::var(var)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    match wrap.split_first() {
+        Some((tool, args)) => {
+            let mut c = Command::new(tool);
+            c.args(args).arg(bin);
+            (c, true)
+        }
+        None => (Command::new(bin), false),
+    }
+}
+
+/// Stops a process with SIGTERM (so a tool it runs under writes its totals) and waits up to a
+/// minute for it to exit.
+async fn terminate(pid: u32) {
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    for _ in 0..600 {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 struct Stack {
     _dir: tempfile::TempDir,
     db_url: String,
@@ -615,7 +648,9 @@ impl Stack {
             rand::random::<[u8; 32]>(),
         );
         let db_url = database_url(dir.path()).await?;
-        let cp = Command::new(bin_dir.join("aiproxy-control-plane"))
+        // BENCH_CP_WRAP runs the control plane under a tool, as BENCH_NODE_WRAP the node.
+        let (mut cp, cp_wrapped) = wrapped("BENCH_CP_WRAP", &bin_dir.join("aiproxy-control-plane"));
+        let cp = cp
             .arg("serve")
             .env("AIPROXY_DATABASE_URL", &db_url)
             .env("AIPROXY_MASTER_KEY", master)
@@ -640,7 +675,8 @@ impl Stack {
             })
             .spawn()?;
         let cp = Proc(cp);
-        if !wait_ok(&format!("http://{http}/readyz"), Duration::from_secs(30)).await {
+        let ready_within = Duration::from_secs(if cp_wrapped { 300 } else { 30 });
+        if !wait_ok(&format!("http://{http}/readyz"), ready_within).await {
             return Err("the control plane did not start".into());
         }
         let mut s = Stack {
@@ -717,22 +753,9 @@ impl Stack {
     async fn add_node(&mut self) -> Result<usize, Error> {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let cache = self._dir.path().join(format!("node-{}", self.nodes.len()));
-        // BENCH_NODE_WRAP runs the node under a tool, e.g. "valgrind --tool=callgrind".
-        let wrap: Vec<String> = std::env::var("BENCH_NODE_WRAP")
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_string)
-            .collect();
-        let node_bin = self.bin_dir.join("aiproxy-data-plane");
-        let mut cmd = match wrap.split_first() {
-            Some((tool, args)) => {
-                let mut c = Command::new(tool);
-                c.args(args).arg(&node_bin);
-                c
-            }
-            None => Command::new(&node_bin),
-        };
-        let ready_within = Duration::from_secs(if wrap.is_empty() { 30 } else { 300 });
+        let (mut cmd, node_wrapped) =
+            wrapped("BENCH_NODE_WRAP", &self.bin_dir.join("aiproxy-data-plane"));
+        let ready_within = Duration::from_secs(if node_wrapped { 300 } else { 30 });
         let child = cmd
             .env("AIPROXY_CONTROL_PLANE_URL", format!("http://{}", self.grpc))
             .env("AIPROXY_NODE_TOKEN", &self.token)
@@ -947,16 +970,7 @@ async fn main() -> Result<(), Error> {
         let o = load(target, &chat, c, Until::Requests(n), None).await?;
         // Let the shipper send its last batch before the node stops.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let _ = Command::new("kill").arg(node_pid.to_string()).status();
-        for _ in 0..600 {
-            if !std::path::Path::new(&format!("/proc/{node_pid}")).exists()
-                || std::fs::read_to_string(format!("/proc/{node_pid}/stat"))
-                    .is_ok_and(|s| s.contains(") Z "))
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        terminate(node_pid).await;
         println!(
             "sent {n}: {} ok, {} errors; {:.0} req/s, p50 {} µs, p99 {} µs, p99.9 {} µs",
             o.ok,
@@ -975,6 +989,11 @@ async fn main() -> Result<(), Error> {
         println!(
             "ingested {rows} chat-shaped records: {rate:.0} records/s, control-plane CPU {cpu:.1} µs/record"
         );
+        // Under a tool (BENCH_CP_WRAP), stop the control plane so the tool writes its totals:
+        // two runs with different BENCH_USAGE_ROWS give its cost per record by difference.
+        if std::env::var_os("BENCH_CP_WRAP").is_some() {
+            terminate(cp_pid).await;
+        }
         return Ok(());
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("scale") {
