@@ -102,7 +102,10 @@ pub async fn store(
     records: Vec<pb::UsageRecord>,
 ) -> Result<(u32, u32), db::DbError> {
     let total = records.len() as u32;
-    let rows: Vec<LogRow> = records.into_iter().filter_map(to_row).collect();
+    // Not `collect()`: that would reuse the records' buffer and then reallocate it to fit the
+    // rows, copying all of them once more.
+    let mut rows: Vec<LogRow> = Vec::with_capacity(records.len());
+    rows.extend(records.into_iter().filter_map(to_row));
     let invalid = total - rows.len() as u32;
     let marks = db::logs::period_marks(&rows);
     let _turn = st.db().write_turn().await;
@@ -112,14 +115,8 @@ pub async fn store(
         db::Backend::Postgres => stored = db::logs::insert_json_pg(&mut tx, &rows).await?,
         db::Backend::Sqlite => {
             let mut rows = rows.into_iter();
-            loop {
-                let chunk: Vec<LogRow> = rows
-                    .by_ref()
-                    .take(db::logs::SQLITE_ROWS_PER_INSERT)
-                    .collect();
-                if chunk.is_empty() {
-                    break;
-                }
+            while rows.len() > 0 {
+                let chunk = rows.by_ref().take(db::logs::SQLITE_ROWS_PER_INSERT);
                 stored += db::logs::insert_batch(&mut *tx, chunk).await?;
             }
         }
