@@ -98,9 +98,9 @@ pub async fn insert_batch<'e, E: Executor<'e, Database = Any>>(
     if rows.len() == 0 {
         return Ok(0);
     }
-    // The arguments are sized up front (7,936 of them for 256 rows, which grown one by one
-    // were copied a dozen times over), and the rows' strings move into them (no copy of the
-    // payloads here).
+    // The arguments are sized up front (7,936 of them for 256 rows: grown one by one, their
+    // buffer was reallocated and copied a dozen times), and the rows' strings move into them
+    // (no copy of the payloads here).
     let mut args = sqlx::any::AnyArguments::default();
     sqlx::Arguments::reserve(&mut args, rows.len() * NCOLS, 0);
     let mut q = sqlx::query_with(sqlx::AssertSqlSafe(insert_sql(rows.len())), args);
