@@ -590,6 +590,16 @@ fn database_name() -> &'static str {
     }
 }
 
+/// Milliseconds as "a, b and c ms".
+fn ms_list(v: &[f64]) -> String {
+    let parts: Vec<String> = v.iter().map(|x| format!("{x:.0}")).collect();
+    match parts.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last} ms", rest.join(", ")),
+        Some((last, _)) => format!("{last} ms"),
+        None => "none".into(),
+    }
+}
+
 /// A command running `bin`, under the tool the environment variable `var` names if it is set
 /// (e.g. `BENCH_NODE_WRAP="valgrind --tool=callgrind"`); true when wrapped.
 fn wrapped(var: &str, bin: &std::path::Path) -> (Command, bool) {
@@ -752,7 +762,13 @@ impl Stack {
 
     async fn add_node(&mut self) -> Result<usize, Error> {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-        let cache = self._dir.path().join(format!("node-{}", self.nodes.len()));
+        // Its own cache directory, never one a stopped node left behind: a node starts from the
+        // snapshot cached there, and the scale figures time new nodes' first, whole applies.
+        let n = (self.nodes.len()..)
+            .find(|n| !self._dir.path().join(format!("node-{n}")).exists())
+            .unwrap_or(usize::MAX);
+        let cache = self._dir.path().join(format!("node-{n}"));
+        std::fs::create_dir_all(&cache)?;
         let (mut cmd, node_wrapped) =
             wrapped("BENCH_NODE_WRAP", &self.bin_dir.join("aiproxy-data-plane"));
         let ready_within = Duration::from_secs(if node_wrapped { 300 } else { 30 });
@@ -769,10 +785,7 @@ impl Stack {
             .stdout(Stdio::null())
             .stderr(match std::env::var("BENCH_CP_LOG") {
                 // Next to the control plane's log: <path>.node-<n>.
-                Ok(path) => Stdio::from(std::fs::File::create(format!(
-                    "{path}.node-{}",
-                    self.nodes.len()
-                ))?),
+                Ok(path) => Stdio::from(std::fs::File::create(format!("{path}.node-{n}"))?),
                 Err(_) => Stdio::null(),
             })
             .spawn()?;
@@ -1292,8 +1305,9 @@ async fn main() -> Result<(), Error> {
             scale_fig.projects, scale_fig.api_keys, scale_fig.credentials
         ),
         format!(
-            "apply {:.0} ms, build {:.0} ms, {:.1} MiB",
+            "apply {:.0} ms (median of new nodes' {}), build {:.0} ms, {:.1} MiB",
             scale_fig.apply_ms,
+            ms_list(&scale_fig.apply_samples_ms),
             scale_fig.build_ms,
             scale_fig.snapshot_bytes / 1048576.0
         ),
@@ -1388,7 +1402,7 @@ async fn main() -> Result<(), Error> {
         md.push_str(&format!("| {g} | {ms:.0} | {n} |\n"));
     }
     md.push_str(&format!("\n## Ingest\n\n{INGEST_ROWS} usage records shaped like the chat points' (current time, request and response payloads logged), sent over `LogService.Ingest` as a node sends them, with no proxy traffic: {ingest_rate:.0} records/s, control-plane CPU {ingest_cpu:.1} µs per record.\n"));
-    md.push_str(&format!("\n## Configuration at scale\n\n{} projects, {} project API keys and {} project credentials created through the REST API (8 clients) in {:.0} s. Snapshot build {:.0} ms (control plane), {:.1} MiB encoded; a new node connects, downloads, validates, indexes and serves it in {:.0} ms (apply {:.0} ms); a running node applies one change in {:.0} ms (unchanged credentials kept). One change at this size reaches all nodes in p50 {:.0} ms / p99 {:.0} ms (20 changes). RSS: node {:.1} MiB, control plane {:.1} MiB.\n", scale_fig.projects, scale_fig.api_keys, scale_fig.credentials, scale_fig.seed_secs, scale_fig.build_ms, scale_fig.snapshot_bytes / 1048576.0, scale_fig.new_node_ready_ms, scale_fig.apply_ms, scale_fig.change_apply_ms, scale_fig.propagation_p50_ms, scale_fig.propagation_p99_ms, scale_fig.node_rss_mib, scale_fig.cp_rss_mib));
+    md.push_str(&format!("\n## Configuration at scale\n\n{} projects, {} project API keys and {} project credentials created through the REST API (8 clients) in {:.0} s. Snapshot build {:.0} ms (control plane), {:.1} MiB encoded; a new node connects, downloads, validates, indexes and serves it in {:.0} ms (apply {:.0} ms; medians of {} nodes started one after the other, applies {}); a running node applies one change in {:.0} ms (unchanged credentials kept). One change at this size reaches all nodes in p50 {:.0} ms / p99 {:.0} ms (20 changes). RSS: node {:.1} MiB, control plane {:.1} MiB.\n", scale_fig.projects, scale_fig.api_keys, scale_fig.credentials, scale_fig.seed_secs, scale_fig.build_ms, scale_fig.snapshot_bytes / 1048576.0, scale_fig.new_node_ready_ms, scale_fig.apply_ms, scale_fig.apply_samples_ms.len(), ms_list(&scale_fig.apply_samples_ms), scale_fig.change_apply_ms, scale_fig.propagation_p50_ms, scale_fig.propagation_p99_ms, scale_fig.node_rss_mib, scale_fig.cp_rss_mib));
     md.push_str("\nThe driver and the fake upstream share one process; the baseline proxy and the node run as processes of their own (tokio's default runtime each); all share the machine's 2 cores, so ratios are indicative.\n");
     let js = json!({
         "seconds_per_point": secs,
@@ -1400,7 +1414,7 @@ async fn main() -> Result<(), Error> {
         "ingest": {"records": INGEST_ROWS, "records_per_sec": ingest_rate, "cp_cpu_us_per_record": ingest_cpu},
         "usage_query": {"rows": usage.rows, "ingest_secs": usage.ingest_secs, "rollup_secs": usage.rollup_secs, "queries_ms": usage.queries.iter().map(|(g, ms, n)| json!({"group_by": g, "median_ms": ms, "groups": n})).collect::<Vec<_>>()},
         "config_scale": {"projects": scale_fig.projects, "api_keys": scale_fig.api_keys, "credentials": scale_fig.credentials, "seed_secs": scale_fig.seed_secs,
-            "build_ms": scale_fig.build_ms, "snapshot_bytes": scale_fig.snapshot_bytes, "apply_ms": scale_fig.apply_ms, "change_apply_ms": scale_fig.change_apply_ms, "new_node_ready_ms": scale_fig.new_node_ready_ms,
+            "build_ms": scale_fig.build_ms, "snapshot_bytes": scale_fig.snapshot_bytes, "apply_ms": scale_fig.apply_ms, "apply_samples_ms": scale_fig.apply_samples_ms, "change_apply_ms": scale_fig.change_apply_ms, "new_node_ready_ms": scale_fig.new_node_ready_ms,
             "propagation_p50_ms": scale_fig.propagation_p50_ms, "propagation_p99_ms": scale_fig.propagation_p99_ms, "node_rss_mib": scale_fig.node_rss_mib, "cp_rss_mib": scale_fig.cp_rss_mib},
         "targets": checks.iter().map(|(t, m, ok)| json!({"target": t, "measured": m, "met": ok})).collect::<Vec<_>>(),
         "scenarios": rows.iter().map(|r| json!({"scenario": r.scenario, "path": r.path, "concurrency": r.concurrency, "rps": r.rps,
