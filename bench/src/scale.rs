@@ -466,29 +466,26 @@ pub async fn config_at_scale(stack: &mut Stack, projects: u64) -> Result<ScaleFi
     // in-process from run to run), so NEW_NODES nodes start one after the other and the median
     // is the figure; all are reported. The last one stays up for what follows.
     const NEW_NODES: usize = 3;
-    let (mut apply_samples, mut ready_samples) = (Vec::new(), Vec::new());
+    // In µs (the node reports its apply to the µs), for `pct`.
+    let (mut apply_us, mut ready_us) = (Vec::new(), Vec::new());
     let mut idx = 0;
     for i in 0..NEW_NODES {
         let t = Instant::now();
         idx = stack.add_node().await?;
-        ready_samples.push(t.elapsed().as_secs_f64() * 1000.0);
+        ready_us.push(t.elapsed().as_micros() as u64);
         let m = reqwest::get(format!("http://{}/metrics", stack.nodes[idx].1))
             .await?
             .text()
             .await?;
-        apply_samples.push(metric(&m, "aiproxy_config_apply_seconds") * 1000.0);
+        apply_us.push((metric(&m, "aiproxy_config_apply_seconds") * 1e6).round() as u64);
         if i + 1 < NEW_NODES {
             // Dropping its process handle stops it.
             stack.nodes.remove(idx);
         }
     }
     let addr = stack.nodes[idx].1;
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (apply_ms, new_node_ready_ms) = (median(&apply_samples), median(&ready_samples));
+    let median_ms = |v: &[u64]| crate::pct(v, 0.5) as f64 / 1000.0;
+    let (apply_ms, new_node_ready_ms) = (median_ms(&apply_us), median_ms(&ready_us));
     // Single changes at this size.
     let mut prop = Vec::new();
     for i in 0..20 {
@@ -519,7 +516,7 @@ pub async fn config_at_scale(stack: &mut Stack, projects: u64) -> Result<ScaleFi
         build_ms,
         snapshot_bytes,
         apply_ms,
-        apply_samples_ms: apply_samples,
+        apply_samples_ms: apply_us.iter().map(|us| *us as f64 / 1000.0).collect(),
         change_apply_ms,
         new_node_ready_ms,
         propagation_p50_ms: crate::pct(&prop, 0.5) as f64 / 1000.0,
