@@ -1309,9 +1309,10 @@ async fn main() -> Result<(), Error> {
             scale_fig.projects, scale_fig.api_keys, scale_fig.credentials
         ),
         format!(
-            "apply {:.0} ms (median of new nodes' {}), build {:.0} ms, {:.1} MiB",
+            "apply {:.0} ms (median of new nodes' {}, each started after 4 s idle; one started right after a stop: {:.0} ms), build {:.0} ms, {:.1} MiB",
             scale_fig.apply_ms,
             ms_list(&scale_fig.apply_samples_ms),
+            scale_fig.warm_apply_ms,
             scale_fig.build_ms,
             scale_fig.snapshot_bytes / 1048576.0
         ),
@@ -1408,7 +1409,7 @@ async fn main() -> Result<(), Error> {
         ));
     }
     md.push_str(&format!("\n## Ingest\n\n{INGEST_ROWS} usage records shaped like the chat points' (current time, request and response payloads logged), sent over `LogService.Ingest` as a node sends them, with no proxy traffic: {ingest_rate:.0} records/s, control-plane CPU {ingest_cpu:.1} µs per record.\n"));
-    md.push_str(&format!("\n## Configuration at scale\n\n{} projects, {} project API keys and {} project credentials created through the REST API (8 clients) in {:.0} s. Snapshot build {:.0} ms (control plane), {:.1} MiB encoded; a new node connects, downloads, validates, indexes and serves it in {:.0} ms (apply {:.0} ms; medians of {} nodes started one after the other, applies {}); a running node applies one change in {:.0} ms (unchanged credentials kept). One change at this size reaches all nodes in p50 {:.0} ms / p99 {:.0} ms (20 changes). RSS: node {:.1} MiB, control plane {:.1} MiB.\n", scale_fig.projects, scale_fig.api_keys, scale_fig.credentials, scale_fig.seed_secs, scale_fig.build_ms, scale_fig.snapshot_bytes / 1048576.0, scale_fig.new_node_ready_ms, scale_fig.apply_ms, scale_fig.apply_samples_ms.len(), ms_list(&scale_fig.apply_samples_ms), scale_fig.change_apply_ms, scale_fig.propagation_p50_ms, scale_fig.propagation_p99_ms, scale_fig.node_rss_mib, scale_fig.cp_rss_mib));
+    md.push_str(&format!("\n## Configuration at scale\n\n{} projects, {} project API keys and {} project credentials created through the REST API (8 clients) in {:.0} s. Snapshot build {:.0} ms (control plane), {:.1} MiB encoded; a new node connects, downloads, validates, indexes and serves it in {:.0} ms (apply {:.0} ms; medians of {} nodes started one after the other, each after 4 s of idle, applies {}; one more started right after the last stopped, on memory still mapped by the VM's host: ready in {:.0} ms, apply {:.0} ms — see bench/README.md); a running node applies one change in {:.0} ms (unchanged credentials kept). One change at this size reaches all nodes in p50 {:.0} ms / p99 {:.0} ms (20 changes). RSS: node {:.1} MiB, control plane {:.1} MiB.\n", scale_fig.projects, scale_fig.api_keys, scale_fig.credentials, scale_fig.seed_secs, scale_fig.build_ms, scale_fig.snapshot_bytes / 1048576.0, scale_fig.new_node_ready_ms, scale_fig.apply_ms, scale_fig.apply_samples_ms.len(), ms_list(&scale_fig.apply_samples_ms), scale_fig.warm_ready_ms, scale_fig.warm_apply_ms, scale_fig.change_apply_ms, scale_fig.propagation_p50_ms, scale_fig.propagation_p99_ms, scale_fig.node_rss_mib, scale_fig.cp_rss_mib));
     md.push_str("\nThe driver and the fake upstream share one process; the baseline proxy and the node run as processes of their own (tokio's default runtime each); all share the machine's 2 cores, so ratios are indicative.\n");
     let js = json!({
         "seconds_per_point": secs,
@@ -1421,7 +1422,7 @@ async fn main() -> Result<(), Error> {
         "usage_query": {"rows": usage.rows, "ingest_secs": usage.ingest_secs, "rollup_secs": usage.rollup_secs, "queries_ms": usage.queries.iter().map(|(g, ms, n)| json!({"group_by": g, "median_ms": ms, "groups": n})).collect::<Vec<_>>(),
             "after_chat_points": {"requests_in_range": busy_requests, "queries_ms": busy_queries.iter().map(|(g, ms, n)| json!({"group_by": g, "median_ms": ms, "groups": n})).collect::<Vec<_>>()}},
         "config_scale": {"projects": scale_fig.projects, "api_keys": scale_fig.api_keys, "credentials": scale_fig.credentials, "seed_secs": scale_fig.seed_secs,
-            "build_ms": scale_fig.build_ms, "snapshot_bytes": scale_fig.snapshot_bytes, "apply_ms": scale_fig.apply_ms, "apply_samples_ms": scale_fig.apply_samples_ms, "change_apply_ms": scale_fig.change_apply_ms, "new_node_ready_ms": scale_fig.new_node_ready_ms,
+            "build_ms": scale_fig.build_ms, "snapshot_bytes": scale_fig.snapshot_bytes, "apply_ms": scale_fig.apply_ms, "apply_samples_ms": scale_fig.apply_samples_ms, "warm_apply_ms": scale_fig.warm_apply_ms, "warm_ready_ms": scale_fig.warm_ready_ms, "change_apply_ms": scale_fig.change_apply_ms, "new_node_ready_ms": scale_fig.new_node_ready_ms,
             "propagation_p50_ms": scale_fig.propagation_p50_ms, "propagation_p99_ms": scale_fig.propagation_p99_ms, "node_rss_mib": scale_fig.node_rss_mib, "cp_rss_mib": scale_fig.cp_rss_mib},
         "targets": checks.iter().map(|(t, m, ok)| json!({"target": t, "measured": m, "met": ok})).collect::<Vec<_>>(),
         "scenarios": rows.iter().map(|r| json!({"scenario": r.scenario, "path": r.path, "concurrency": r.concurrency, "rps": r.rps,
