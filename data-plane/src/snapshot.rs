@@ -695,6 +695,18 @@ impl SnapshotStore {
 mod tests {
     use super::*;
 
+    /// Every credential of a snapshot is one of these, most never called on a given node: what
+    /// is built on first use stays out of line (`upstream::RequestMemo`), so a new node's
+    /// apply at 20,000 credentials does not touch memory for it.
+    #[test]
+    fn a_credential_keeps_its_request_memo_out_of_line() {
+        assert_eq!(
+            std::mem::size_of::<crate::upstream::RequestMemo>(),
+            std::mem::size_of::<usize>() * 2
+        );
+        assert!(std::mem::size_of::<Credential>() < 600);
+    }
+
     fn key() -> SealKey {
         SealKey::from_node_token("node-token-for-tests", crate::seal::PURPOSE_SNAPSHOT)
     }

@@ -145,8 +145,14 @@ fn auth_header(cred: &Credential) -> Result<Option<(HeaderName, HeaderValue)>, A
 /// the auth header on every request. The header is marked sensitive, so it never prints; it is
 /// one more copy of a secret the credential already holds in memory, where formatting it per
 /// request left a freed copy behind on every call.
+///
+/// Boxed, and allocated on first use: inline it was ≈650 of a `Credential`'s ≈1,170 bytes, and a
+/// snapshot of 20,000 credentials, most never called on a given node, touched 13 MB for it.
 #[derive(Debug, Clone, Default)]
-pub struct RequestMemo {
+pub struct RequestMemo(OnceLock<Box<MemoParts>>);
+
+#[derive(Debug, Clone, Default)]
+struct MemoParts {
     /// The OpenAI-format URL per route kind, for credentials whose URL does not depend on the
     /// model (every one but an Azure deployment's). Only a URL that parsed is kept.
     uris: [OnceLock<Uri>; RouteKind::ALL.len()],
@@ -154,10 +160,17 @@ pub struct RequestMemo {
     auth: OnceLock<Result<Option<(HeaderName, HeaderValue)>, ()>>,
 }
 
+impl RequestMemo {
+    fn parts(&self) -> &MemoParts {
+        self.0.get_or_init(Default::default)
+    }
+}
+
 /// Adds the credential's auth and extra headers.
 pub fn apply_auth(cred: &Credential, headers: &mut HeaderMap) -> Result<(), AttemptError> {
     let auth = cred
         .memo
+        .parts()
         .auth
         .get_or_init(|| auth_header(cred).map_err(|_| ()));
     match auth {
@@ -205,7 +218,7 @@ fn openai_uri(
     kind: RouteKind,
     upstream_model: &str,
 ) -> Result<Uri, AttemptError> {
-    let slot = &cred.memo.uris[kind as usize];
+    let slot = &cred.memo.parts().uris[kind as usize];
     if let Some(u) = slot.get() {
         return Ok(u.clone());
     }
@@ -753,7 +766,7 @@ mod tests {
         for kind in RouteKind::ALL {
             let fresh: Uri = openai_url(&openai, kind, "m").unwrap().parse().unwrap();
             assert_eq!(openai_uri(&openai, kind, "m").unwrap(), fresh);
-            assert_eq!(openai.memo.uris[kind as usize].get(), Some(&fresh));
+            assert_eq!(openai.memo.parts().uris[kind as usize].get(), Some(&fresh));
             assert_eq!(openai_uri(&openai, kind, "other").unwrap(), fresh);
         }
         assert_eq!(
@@ -773,7 +786,7 @@ mod tests {
             "https://r.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
         );
         assert_ne!(one, two);
-        assert!(azure.memo.uris[RouteKind::Chat as usize].get().is_none());
+        assert!(azure.memo.parts().uris[RouteKind::Chat as usize].get().is_none());
 
         for _ in 0..2 {
             let mut h = HeaderMap::new();
