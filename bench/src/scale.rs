@@ -483,9 +483,9 @@ pub async fn config_at_scale(stack: &mut Stack, projects: u64) -> Result<ScaleFi
     // A new node: connect, download the whole snapshot, apply, serve. Each of NEW_NODES nodes
     // starts after COLD_PAUSE of idle, one after the other, and the median is the figure (all
     // are reported). The pause matters on this kind of machine: its VM reports free guest
-    // memory to the host (virtio-balloon free page reporting), which takes the pages back a
-    // few seconds after they are freed, so a process touching memory for the first time then
-    // pays a host page fault per page; that is a new node's usual case. Started right after
+    // memory to the host (virtio-balloon free page reporting, about 2 s after it is freed), so
+    // a process touching memory for the first time then pays a host page fault per page, as
+    // the measurements fit (bench/README.md); that is a new node's usual case. Started right after
     // another node freed its memory, the same apply is much cheaper (2026-12-03, 10,000
     // projects: 190–211 ms after 10 s of idle, against 69–70 ms right after a stop). One more
     // node started that way is reported as the warm figure. The last one stays up for what

@@ -1,13 +1,14 @@
 //! Times the usage query (`db::logs::usage`, what `GET /api/v1/orgs/{id}/usage` runs) on an
 //! existing database, in-process, for every grouping over the last 31 days, as the bench does;
 //! run under `perf record` or `valgrind --tool=callgrind` to see where its time goes. Copy a
-//! bench run's database first (`sqlite3 <tmp>/aiproxy.db ".backup /tmp/usage.db"` while
+//! bench run's database first (`sqlite3 /tmp/.tmpXXXXXX/bench.db ".backup /tmp/usage.db"` while
 //! `BENCH_ONLY=scale` is past its usage figures).
 //! `cargo run --release -p control-plane --example usage_query -- sqlite:///tmp/usage.db`
 //! (`ROUNDS`, default 3; `GROUP_BY` to time one grouping).
 
 use std::time::Instant;
 
+use control_plane::clock::{Clock, SystemClock};
 use control_plane::db::{self, logs::UsageKey};
 
 // The control plane's allocator (src/main.rs).
@@ -29,11 +30,8 @@ async fn main() -> Result<(), String> {
         .fetch_one(db.pool())
         .await
         .map_err(|e| e.to_string())?;
-    let to = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
-        .as_millis() as i64
-        + 1;
+    // As the service's default `to`: now, inclusive.
+    let to = SystemClock.now_ms() + 1;
     let from = to - 31 * db::logs::DAY_MS;
     for g in ["model", "provider", "project", "api_key", "day", "hour"] {
         if only.as_deref().is_some_and(|o| o != g) {

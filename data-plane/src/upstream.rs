@@ -786,7 +786,11 @@ mod tests {
             "https://r.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
         );
         assert_ne!(one, two);
-        assert!(azure.memo.parts().uris[RouteKind::Chat as usize].get().is_none());
+        assert!(
+            azure.memo.parts().uris[RouteKind::Chat as usize]
+                .get()
+                .is_none()
+        );
 
         for _ in 0..2 {
             let mut h = HeaderMap::new();
