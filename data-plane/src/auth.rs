@@ -79,7 +79,7 @@ pub fn authenticate_token<'s>(snap: &'s Snapshot, token: &str) -> Result<Caller<
         let (claims, parent) = tempcred::verify(snap, token, now)?;
         let mut key = parent.clone();
         if claims.prj.is_some() {
-            key.project_id = claims.prj.clone();
+            key.project_id = claims.prj.as_deref().map(Into::into);
         }
         return Ok(Caller {
             key: Cow::Owned(key),

@@ -125,7 +125,7 @@ pub fn resolve_context<'s>(
 ) -> Result<Context<'s>, ProxyError> {
     let org = snap
         .orgs
-        .get(&key.org_id)
+        .get(&*key.org_id)
         .ok_or_else(|| ProxyError::unauthorized("Invalid API key."))?;
     if let Some(name) = header(headers, &X_BT_ORG_NAME)?
         && name != org.name

@@ -41,11 +41,13 @@ pub enum KeyRole {
     Admin,
 }
 
+/// An API key. Its owner ids are shared with every other key of the same owner (a snapshot holds
+/// tens of thousands of keys and far fewer projects).
 #[derive(Debug, Clone)]
 pub struct ApiKey {
     pub id: String,
-    pub org_id: String,
-    pub project_id: Option<String>,
+    pub org_id: Arc<str>,
+    pub project_id: Option<Arc<str>>,
     pub role: KeyRole,
     pub name: String,
 }
@@ -380,6 +382,14 @@ impl Snapshot {
             let n = sections.0[F_KEYS].len();
             let mut keys = Map::with_capacity_and_hasher(n, Default::default());
             let mut key_ids = Map::with_capacity_and_hasher(n, Default::default());
+            // One shared copy of each owner id.
+            let mut owners: Map<String, Arc<str>> = Map::default();
+            let mut shared = |id: String| -> Arc<str> {
+                owners
+                    .entry(id)
+                    .or_insert_with_key(|id| Arc::from(id.as_str()))
+                    .clone()
+            };
             for e in entries(F_KEYS) {
                 let k = pb::ApiKey::decode(e).map_err(decode_err)?;
                 let hash: [u8; 32] = k.key_hash.as_slice().try_into().map_err(|_| {
@@ -400,8 +410,8 @@ impl Snapshot {
                     hash,
                     ApiKey {
                         id: k.id,
-                        org_id: k.org_id,
-                        project_id,
+                        org_id: shared(k.org_id),
+                        project_id: project_id.map(&mut shared),
                         role,
                         name: k.name,
                     },

@@ -104,7 +104,7 @@ pub fn verify<'s>(
     }
     let parent = snap
         .key_by_id(&claims.sub)
-        .filter(|k| k.org_id == claims.org)
+        .filter(|k| *k.org_id == *claims.org)
         .ok_or_else(|| invalid("The API key that issued this temporary credential was revoked."))?;
     Ok((claims, parent))
 }

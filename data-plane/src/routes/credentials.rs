@@ -56,14 +56,14 @@ async fn run(
             let proj = snap
                 .projects
                 .get(p)
-                .filter(|pr| pr.org_id == key.org_id)
+                .filter(|pr| *pr.org_id == *key.org_id)
                 .ok_or_else(foreign)?;
-            if key.project_id.as_ref().is_some_and(|k| *k != proj.id) {
+            if key.project_id.as_deref().is_some_and(|k| k != proj.id) {
                 return Err(foreign());
             }
             Some(proj.id.clone())
         }
-        None => key.project_id.clone(),
+        None => key.project_id.as_deref().map(str::to_string),
     };
     let log = match req.logging.and_then(|l| l.parent).filter(|p| !p.is_empty()) {
         Some(parent) => {
@@ -76,7 +76,7 @@ async fn run(
                 })?,
             );
             let mut scoped = key.as_ref().clone();
-            scoped.project_id = project.clone();
+            scoped.project_id = project.as_deref().map(Into::into);
             routing::resolve_context(&snap, &scoped, &h, None)?;
             Some(parent)
         }
@@ -97,7 +97,7 @@ async fn run(
         v: 1,
         kid: signing.id.clone(),
         sub: key.id.clone(),
-        org: key.org_id.clone(),
+        org: key.org_id.to_string(),
         prj: project,
         mdl: model.map(|m| vec![m]),
         log,
