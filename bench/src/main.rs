@@ -638,6 +638,8 @@ struct Stack {
     db_url: String,
     _cp: Proc,
     nodes: Vec<(Proc, SocketAddr)>,
+    /// Nodes started so far, stopped ones included: the next node's number.
+    started: usize,
     http: SocketAddr,
     grpc: SocketAddr,
     key: String,
@@ -694,6 +696,7 @@ impl Stack {
             db_url,
             _cp: cp,
             nodes: Vec::new(),
+            started: 0,
             http,
             grpc,
             key,
@@ -764,9 +767,8 @@ impl Stack {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         // Its own cache directory, never one a stopped node left behind: a node starts from the
         // snapshot cached there, and the scale figures time new nodes' first, whole applies.
-        let n = (self.nodes.len()..)
-            .find(|n| !self._dir.path().join(format!("node-{n}")).exists())
-            .unwrap_or(usize::MAX);
+        let n = self.started;
+        self.started += 1;
         let cache = self._dir.path().join(format!("node-{n}"));
         std::fs::create_dir_all(&cache)?;
         let (mut cmd, node_wrapped) =
