@@ -1011,6 +1011,13 @@ async fn main() -> Result<(), Error> {
         }
         return Ok(());
     }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("usage") {
+        // Quick iteration on the usage-query figures: the million-row load, the rollup job's
+        // catch-up and the queries; no report files.
+        let rows = env_u64("BENCH_USAGE_ROWS", 1_000_000);
+        println!("{:#?}", scale::usage_query(&stack, rows).await?);
+        return Ok(());
+    }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("scale") {
         // Quick iteration on the configuration-at-scale figures: usage rows first (as in the
         // full run, so the database is the same size), then the scale points; no report files.

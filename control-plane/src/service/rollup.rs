@@ -23,7 +23,11 @@ pub fn spawn(st: AppState, shutdown: CancellationToken) -> tokio::task::JoinHand
             let t = Instant::now();
             match run_pass(&st).await {
                 Ok(0) => {}
-                Ok(periods) => tracing::debug!(periods, "usage rolled up"),
+                Ok(periods) => tracing::debug!(
+                    periods,
+                    elapsed_ms = t.elapsed().as_millis() as u64,
+                    "usage rolled up"
+                ),
                 Err(e) => tracing::warn!(error = %e, "usage rollup failed"),
             }
             // Busy at most half the time, and every 5 s at most.
