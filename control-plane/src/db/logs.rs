@@ -533,7 +533,7 @@ pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 86_400_000;
 
 /// Levels of `usage_rollup` (migration 0003).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
     /// Per hour and project: usage by hour, day or project.
     HourByProject = 1,
@@ -596,19 +596,23 @@ pub fn period_marks(rows: &[LogRow]) -> Vec<(String, i64, i64)> {
 
 /// Marks periods (`period_marks`) for the rollup job; called in the ingest transaction, so
 /// marks and rows commit together. Marks are upserted in key order (no lock-order deadlock
-/// between concurrent ingests on PostgreSQL).
+/// between concurrent ingests on PostgreSQL). Each marking changes the mark's `gen`: a new mark
+/// starts at a random one (below 2⁶², so increments never overflow) rather than at 1, so that a
+/// mark the job removed and ingest then made again does not look unchanged to a rollup that read
+/// the old one (`store_rollup` compares them).
 pub async fn mark_periods(
     conn: &mut sqlx::AnyConnection,
     marks: &[(String, i64, i64)],
 ) -> DbResult<()> {
     for chunk in marks.chunks(100) {
         let mut sql = String::from("INSERT INTO usage_dirty (org_id, level, period, gen) VALUES ");
+        let first_gen = 3 * chunk.len() + 1;
         for i in 0..chunk.len() {
             if i > 0 {
                 sql.push(',');
             }
             sql.push_str(&format!(
-                "(${}, ${}, ${}, 1)",
+                "(${}, ${}, ${}, ${first_gen})",
                 3 * i + 1,
                 3 * i + 2,
                 3 * i + 3
@@ -621,6 +625,7 @@ pub async fn mark_periods(
         for (org, level, period) in chunk {
             q = q.bind(org.clone()).bind(*level).bind(*period);
         }
+        q = q.bind((rand::random::<u64>() >> 2) as i64);
         q.execute(&mut *conn).await?;
     }
     Ok(())
@@ -639,16 +644,27 @@ fn ended(sql: &str, now: i64) -> sqlx::query::Query<'static, Any, sqlx::any::Any
         .bind(now.div_euclid(Level::DayByAll.period_ms()))
 }
 
-/// Marked periods that have ended by `now` (ms), oldest first: (org, level, period).
+/// Marked periods that have ended by `now` (ms), after `after` in the order (level, period,
+/// org) — `None` from the start — and at most `limit`: (org, level, period).
 pub async fn dirty_periods(
     db: &super::Db,
     now: i64,
+    after: Option<&(String, Level, i64)>,
     limit: i64,
 ) -> DbResult<Vec<(String, Level, i64)>> {
+    let (org, level, period) = match after {
+        Some((org, level, period)) => (org.clone(), *level as i64, *period),
+        None => (String::new(), 0, i64::MIN),
+    };
     let rows = ended(
-        "SELECT org_id, level, period FROM usage_dirty WHERE {ENDED} ORDER BY level, period, org_id LIMIT $3",
+        "SELECT org_id, level, period FROM usage_dirty WHERE {ENDED} \
+         AND (level > $3 OR (level = $3 AND (period > $4 OR (period = $4 AND org_id > $5)))) \
+         ORDER BY level, period, org_id LIMIT $6",
         now,
     )
+    .bind(level)
+    .bind(period)
+    .bind(org)
     .bind(limit)
     .fetch_all(db.pool())
     .await?;
@@ -669,39 +685,96 @@ pub async fn count_dirty(db: &super::Db, now: i64) -> DbResult<i64> {
     i(&r, "n")
 }
 
-/// Aggregates one period of an org from `request_logs` into `usage_rollup`, replacing what was
-/// there, and removes the period's mark unless ingest marked it again meanwhile (its rows may
-/// not have been visible). Returns false when the mark was already gone (another replica).
+/// One period of an org aggregated from `request_logs` (`aggregate`), to be written to
+/// `usage_rollup` if the period was not marked again meanwhile (`store_rollup`).
+#[derive(Debug)]
+pub struct PeriodRollup {
+    org_id: String,
+    level: Level,
+    period: i64,
+    /// The mark's `gen`, read before the rows were.
+    generation: i64,
+    groups: Vec<RollupGroup>,
+}
+
+impl PeriodRollup {
+    /// Requests the aggregation counted.
+    pub fn requests(&self) -> i64 {
+        self.groups.iter().map(|g| g.sums[0]).sum()
+    }
+}
+
+#[derive(Debug)]
+struct RollupGroup {
+    p: String,
+    k: String,
+    m: String,
+    v: String,
+    /// requests, errors, prompt, completion, cached and reasoning tokens, cache hits
+    sums: [i64; 7],
+    cost: f64,
+    latency_hist: String,
+    ttft_hist: String,
+}
+
+/// Rolls one period of an org up (`aggregate`, then `store_rollup`). Returns false when its mark
+/// was gone (another replica rolled it up) or was marked again meanwhile (a later pass retries).
 pub async fn roll_up(db: &super::Db, org_id: &str, level: Level, period: i64) -> DbResult<bool> {
-    let _turn = db.write_turn().await;
-    let mut tx = db.begin().await?;
-    // A write first: on PostgreSQL the mark's row lock makes an ingest marking this period wait
-    // for this commit (on SQLite `begin` already holds the write lock).
-    let Some(r) = sqlx::query(
-        "UPDATE usage_dirty SET gen = gen WHERE org_id = $1 AND level = $2 AND period = $3 RETURNING gen",
-    )
-    .bind(org_id.to_string())
-    .bind(level as i64)
-    .bind(period)
-    .fetch_optional(&mut *tx)
-    .await?
+    match aggregate(db, org_id, level, period).await? {
+        Some(r) => store_rollup(db, &r).await,
+        None => Ok(false),
+    }
+}
+
+/// Aggregates one marked period of an org from `request_logs`, without taking the write lock:
+/// reads only, so on SQLite ingest and the admin API go on writing meanwhile (the aggregation
+/// of a busy hour or day reads every row in it; done inside the write transaction it held the
+/// one write lock for as long). `None` when the period is not marked.
+pub async fn aggregate(
+    db: &super::Db,
+    org_id: &str,
+    level: Level,
+    period: i64,
+) -> DbResult<Option<PeriodRollup>> {
+    // The mark first, then the rows: rows committed after this read come with a new `gen`, so
+    // `store_rollup` refuses an aggregation that might have missed some.
+    let Some(r) =
+        sqlx::query("SELECT gen FROM usage_dirty WHERE org_id = $1 AND level = $2 AND period = $3")
+            .bind(org_id.to_string())
+            .bind(level as i64)
+            .bind(period)
+            .fetch_optional(db.pool())
+            .await?
     else {
-        return Ok(false);
+        return Ok(None);
     };
     let generation = i(&r, "gen")?;
-    sqlx::query("DELETE FROM usage_rollup WHERE org_id = $1 AND level = $2 AND period = $3")
-        .bind(org_id.to_string())
-        .bind(level as i64)
-        .bind(period)
-        .execute(&mut *tx)
-        .await?;
-    let agg = concat_fn(db.backend());
+    let groups = aggregate_groups(db.pool(), db.backend(), org_id, level, period).await?;
+    Ok(Some(PeriodRollup {
+        org_id: org_id.to_string(),
+        level,
+        period,
+        generation,
+        groups,
+    }))
+}
+
+/// The period's groups, read from `request_logs` over `e`.
+async fn aggregate_groups<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+    backend: super::Backend,
+    org_id: &str,
+    level: Level,
+    period: i64,
+) -> DbResult<Vec<RollupGroup>> {
+    let agg = concat_fn(backend);
     let dims = level.dims();
     let range = "org_id = $1 AND started_at >= $2 AND started_at < $3";
+    // Sums are cast back to BIGINT: PostgreSQL's SUM over BIGINT is NUMERIC.
     let sql = format!(
-        "INSERT INTO usage_rollup (org_id, level, period, project_id, api_key_id, model, provider_type, requests, errors, prompt_tokens, \
-         completion_tokens, cached_tokens, reasoning_tokens, cost_usd, cache_hits, latency_hist, ttft_hist) \
-         SELECT $1, CAST($4 AS BIGINT), CAST($5 AS BIGINT), a.p, a.k, a.m, a.v, a.n, a.e, a.pt, a.ct, a.ca, a.rt, a.cost, a.hits, a.h, COALESCE(t.h, '') FROM ( \
+        "SELECT a.p, a.k, a.m, a.v, CAST(a.n AS BIGINT) AS n, CAST(a.e AS BIGINT) AS e, CAST(a.pt AS BIGINT) AS pt, \
+           CAST(a.ct AS BIGINT) AS ct, CAST(a.ca AS BIGINT) AS ca, CAST(a.rt AS BIGINT) AS rt, a.cost, \
+           CAST(a.hits AS BIGINT) AS hits, a.h AS lh, COALESCE(t.h, '') AS th FROM ( \
            SELECT p, k, m, v, SUM(n) AS n, SUM(e) AS e, SUM(pt) AS pt, SUM(ct) AS ct, SUM(ca) AS ca, SUM(rt) AS rt, SUM(cost) AS cost, SUM(hits) AS hits, \
              {agg}(CAST(b AS TEXT) || ':' || CAST(n AS TEXT), ' ') AS h FROM ( \
              SELECT {dims}, latency_bucket AS b, COUNT(*) AS n, SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS e, SUM(prompt_tokens) AS pt, \
@@ -714,24 +787,169 @@ pub async fn roll_up(db: &super::Db, org_id: &str, level: Level, period: i64) ->
          ON t.p = a.p AND t.k = a.k AND t.m = a.m AND t.v = a.v"
     );
     let p = level.period_ms();
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(org_id.to_string())
         .bind(period * p)
         .bind((period + 1) * p)
-        .bind(level as i64)
-        .bind(period)
-        .execute(&mut *tx)
+        .fetch_all(e)
         .await?;
-    sqlx::query(
-        "DELETE FROM usage_dirty WHERE org_id = $1 AND level = $2 AND period = $3 AND gen = $4",
+    let mut groups = Vec::with_capacity(rows.len());
+    for r in &rows {
+        groups.push(RollupGroup {
+            p: s(r, "p")?,
+            k: s(r, "k")?,
+            m: s(r, "m")?,
+            v: s(r, "v")?,
+            sums: [
+                i(r, "n")?,
+                i(r, "e")?,
+                i(r, "pt")?,
+                i(r, "ct")?,
+                i(r, "ca")?,
+                i(r, "rt")?,
+                i(r, "hits")?,
+            ],
+            cost: super::of(r, "cost")?.unwrap_or(0.0),
+            latency_hist: s(r, "lh")?,
+            ttft_hist: s(r, "th")?,
+        });
+    }
+    Ok(groups)
+}
+
+/// Bytes of group rows per INSERT in `store_rollup` at most: a PostgreSQL statement over one TLS
+/// record (16 KiB) waits for the server's delayed ACK (see `PG_STATEMENT_BYTES`).
+const ROLLUP_STATEMENT_BYTES: usize = 12 << 10;
+
+/// Writes an aggregation (`aggregate`) in place of the period's rollup rows and removes its mark,
+/// in one transaction, if the mark's `gen` is still the one read before the rows; otherwise
+/// (marked again since, or gone) writes nothing and returns false.
+pub async fn store_rollup(db: &super::Db, r: &PeriodRollup) -> DbResult<bool> {
+    let _turn = db.write_turn().await;
+    let mut tx = db.begin().await?;
+    if !write_rollup(&mut tx, r).await? {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Rolls one period up with its aggregation inside the write transaction, as the job did before
+/// it aggregated outside it: the write lock (SQLite) or the mark's row lock (PostgreSQL) is held
+/// while the rows are read, so ingest cannot mark the period meanwhile and the result is always
+/// stored. For a period marked again during every attempt of `roll_up` (the job's fallback, so
+/// a period that keeps receiving records is still rolled up). False when the mark was gone.
+pub async fn roll_up_locked(
+    db: &super::Db,
+    org_id: &str,
+    level: Level,
+    period: i64,
+) -> DbResult<bool> {
+    let _turn = db.write_turn().await;
+    let mut tx = db.begin().await?;
+    // A write first: on PostgreSQL it takes the mark's row lock (on SQLite `begin` already holds
+    // the write lock).
+    let Some(row) = sqlx::query(
+        "UPDATE usage_dirty SET gen = gen WHERE org_id = $1 AND level = $2 AND period = $3 RETURNING gen",
     )
     .bind(org_id.to_string())
     .bind(level as i64)
     .bind(period)
-    .bind(generation)
-    .execute(&mut *tx)
-    .await?;
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        tx.rollback().await?;
+        return Ok(false);
+    };
+    let r = PeriodRollup {
+        org_id: org_id.to_string(),
+        level,
+        period,
+        generation: i(&row, "gen")?,
+        groups: aggregate_groups(&mut *tx, db.backend(), org_id, level, period).await?,
+    };
+    let stored = write_rollup(&mut tx, &r).await?;
     tx.commit().await?;
+    Ok(stored)
+}
+
+/// In `tx`: removes the period's mark if its `gen` is still the aggregation's and then replaces
+/// the period's rollup rows; false (nothing written) when the mark changed or is gone.
+async fn write_rollup(tx: &mut super::Tx, r: &PeriodRollup) -> DbResult<bool> {
+    // The mark goes first, and only if unchanged. On PostgreSQL its row lock makes an ingest
+    // marking this period meanwhile wait for this commit and then make a new mark; on SQLite
+    // `begin` already holds the write lock.
+    let unchanged = sqlx::query(
+        "DELETE FROM usage_dirty WHERE org_id = $1 AND level = $2 AND period = $3 AND gen = $4",
+    )
+    .bind(r.org_id.clone())
+    .bind(r.level as i64)
+    .bind(r.period)
+    .bind(r.generation)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !unchanged {
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM usage_rollup WHERE org_id = $1 AND level = $2 AND period = $3")
+        .bind(r.org_id.clone())
+        .bind(r.level as i64)
+        .bind(r.period)
+        .execute(&mut **tx)
+        .await?;
+    let mut rest = &r.groups[..];
+    while !rest.is_empty() {
+        // As many groups as fit ROLLUP_STATEMENT_BYTES (at least one).
+        let mut n = 0;
+        let mut bytes = 0;
+        while n < rest.len() && (n == 0 || bytes < ROLLUP_STATEMENT_BYTES) {
+            let g = &rest[n];
+            bytes += 100
+                + g.p.len()
+                + g.k.len()
+                + g.m.len()
+                + g.v.len()
+                + g.latency_hist.len()
+                + g.ttft_hist.len();
+            n += 1;
+        }
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        // The org is $1 in every row; level and period are integers of ours.
+        let mut sql = String::from(
+            "INSERT INTO usage_rollup (org_id, level, period, project_id, api_key_id, model, provider_type, requests, errors, \
+             prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens, cache_hits, cost_usd, latency_hist, ttft_hist) VALUES ",
+        );
+        for gi in 0..chunk.len() {
+            if gi > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("($1, {}, {}", r.level as i64, r.period));
+            for c in 0..14 {
+                sql.push_str(&format!(", ${}", 2 + gi * 14 + c));
+            }
+            sql.push(')');
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(r.org_id.clone());
+        for g in chunk {
+            q = q
+                .bind(g.p.clone())
+                .bind(g.k.clone())
+                .bind(g.m.clone())
+                .bind(g.v.clone());
+            for n in g.sums {
+                q = q.bind(n);
+            }
+            q = q
+                .bind(g.cost)
+                .bind(g.latency_hist.clone())
+                .bind(g.ttft_hist.clone());
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(true)
 }
 

@@ -1,34 +1,36 @@
 //! The usage rollup job. Ingest marks the periods it writes (`usage_dirty`: each hour for the
 //! per-hour-and-project level, each day for the per-day-and-everything level); this job
 //! aggregates each ended, marked period from `request_logs` into `usage_rollup`
-//! (`db::logs::roll_up`), so the usage query reads periods instead of rows. Every replica runs
-//! it; one mark is taken by one replica at a time (its row lock on PostgreSQL, the write lock on
-//! SQLite).
+//! (`db::logs::aggregate`, outside any lock, then `db::logs::store_rollup`, which writes only if
+//! the period was not marked again meanwhile), so the usage query reads periods instead of rows.
+//! Every replica runs it; one mark is taken by one replica at a time (its row lock on
+//! PostgreSQL, the write lock on SQLite).
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::db::logs::Level;
 use crate::db::{self, DbResult};
 use crate::state::AppState;
 
 const CHUNK: i64 = 200;
-/// Periods aggregated per pass at most (a backlog is worked off over several passes).
+/// Periods looked at per pass at most (a backlog is worked off over several passes).
 const MAX_PER_PASS: usize = 10_000;
+/// Passes in a row in which a period was marked again while it was aggregated, after which the
+/// job aggregates it inside the write transaction (`db::logs::roll_up_locked`): a period that
+/// keeps receiving records (late ones, a spool replaying) is still rolled up.
+const OPTIMISTIC_PASSES: u32 = 3;
 
 pub fn spawn(st: AppState, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut job = Rollup::default();
         loop {
             let t = Instant::now();
-            match run_pass(&st).await {
-                Ok(0) => {}
-                Ok(periods) => tracing::debug!(
-                    periods,
-                    elapsed_ms = t.elapsed().as_millis() as u64,
-                    "usage rolled up"
-                ),
-                Err(e) => tracing::warn!(error = %e, "usage rollup failed"),
+            if let Err(e) = job.pass(&st).await {
+                tracing::warn!(error = %e, "usage rollup failed");
             }
             // Busy at most half the time, and every 5 s at most.
             let pause = Duration::from_secs(5).max(t.elapsed());
@@ -40,27 +42,83 @@ pub fn spawn(st: AppState, shutdown: CancellationToken) -> tokio::task::JoinHand
     })
 }
 
-/// Aggregates the ended periods marked so far; returns how many it aggregated. Publishes the
-/// periods still waiting (`aiproxy_usage_rollup_pending`) and counts the pass.
+/// One pass of a job with no history (`Rollup::pass`).
 pub async fn run_pass(st: &AppState) -> DbResult<usize> {
-    let now = st.now_ms();
-    let mut done = 0;
-    while done < MAX_PER_PASS {
-        let marked = db::logs::dirty_periods(st.db(), now, CHUNK).await?;
-        let n = marked.len();
-        for (org, level, period) in marked {
-            if db::logs::roll_up(st.db(), &org, level, period).await? {
-                done += 1;
+    Rollup::default().pass(st).await
+}
+
+/// The job's memory between passes.
+#[derive(Default)]
+pub struct Rollup {
+    /// Periods whose aggregation was dropped in the last pass (marked again meanwhile), with how
+    /// many passes in a row that happened.
+    refused: HashMap<(String, Level, i64), u32>,
+}
+
+impl Rollup {
+    /// Aggregates the ended periods marked so far; returns how many it stored. Publishes the
+    /// periods still waiting (`aiproxy_usage_rollup_pending`) and counts the pass.
+    pub async fn pass(&mut self, st: &AppState) -> DbResult<usize> {
+        let t0 = Instant::now();
+        let now = st.now_ms();
+        let mut done = 0;
+        let mut seen = 0;
+        let mut refused = HashMap::new();
+        // The longest read and write of one period (ingest waits for the write only, on
+        // SQLite; for both when a period is aggregated inside the write transaction).
+        let (mut longest_aggregate, mut longest_store) = (Duration::ZERO, Duration::ZERO);
+        // Through the marks once, in key order: a period marked again while it was aggregated
+        // keeps its mark and waits for the next pass.
+        let mut after = None;
+        while seen < MAX_PER_PASS {
+            let marked = db::logs::dirty_periods(st.db(), now, after.as_ref(), CHUNK).await?;
+            let n = marked.len();
+            for (org, level, period) in marked.iter().cloned() {
+                let key = (org, level, period);
+                let before = self.refused.get(&key).copied().unwrap_or(0);
+                if before >= OPTIMISTIC_PASSES {
+                    let t = Instant::now();
+                    if db::logs::roll_up_locked(st.db(), &key.0, level, period).await? {
+                        done += 1;
+                    }
+                    longest_store = longest_store.max(t.elapsed());
+                    continue;
+                }
+                let t = Instant::now();
+                let Some(r) = db::logs::aggregate(st.db(), &key.0, level, period).await? else {
+                    continue;
+                };
+                longest_aggregate = longest_aggregate.max(t.elapsed());
+                let t = Instant::now();
+                if db::logs::store_rollup(st.db(), &r).await? {
+                    done += 1;
+                } else {
+                    refused.insert(key, before + 1);
+                }
+                longest_store = longest_store.max(t.elapsed());
+            }
+            seen += n;
+            after = marked.into_iter().next_back();
+            if (n as i64) < CHUNK {
+                break;
             }
         }
-        if (n as i64) < CHUNK {
-            break;
+        self.refused = refused;
+        let pending = db::logs::count_dirty(st.db(), now).await?;
+        let m = &st.0.metrics;
+        m.usage_rollup_pending
+            .store(pending.max(0) as u64, Ordering::Relaxed);
+        m.usage_rollup_passes.fetch_add(1, Ordering::Relaxed);
+        if done > 0 || !self.refused.is_empty() {
+            tracing::debug!(
+                periods = done,
+                marked_again = self.refused.len(),
+                elapsed_ms = t0.elapsed().as_millis() as u64,
+                longest_aggregate_ms = longest_aggregate.as_millis() as u64,
+                longest_store_ms = longest_store.as_millis() as u64,
+                "usage rolled up"
+            );
         }
+        Ok(done)
     }
-    let pending = db::logs::count_dirty(st.db(), now).await?;
-    let m = &st.0.metrics;
-    m.usage_rollup_pending
-        .store(pending.max(0) as u64, Ordering::Relaxed);
-    m.usage_rollup_passes.fetch_add(1, Ordering::Relaxed);
-    Ok(done)
 }

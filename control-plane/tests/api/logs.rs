@@ -630,3 +630,98 @@ async fn bulk_writers_take_turns_on_sqlite() {
         .unwrap();
     assert_eq!((stored, dup), (1, 0));
 }
+
+/// The rollup job aggregates a period without holding the write lock, and stores the result only
+/// if the period's mark is unchanged since: a record stored meanwhile, or a mark removed (another
+/// replica rolled the period up) and made again by ingest, keeps the stale aggregation out; the
+/// next rollup (or the job's fallback inside the write transaction) counts every record.
+#[tokio::test]
+async fn a_rollup_is_stored_only_if_its_period_was_not_marked_again() {
+    use control_plane::db::logs::{self, Level};
+    let app = TestApp::spawn().await;
+    let st = &app.running.as_ref().unwrap().state;
+    let db = st.db();
+    let org = app.org_id.clone();
+    let hour = Level::HourByProject.period_ms();
+    let period = st.now_ms() / hour - 3;
+    let at = period * hour + 60_000;
+    let store = |i: u64| {
+        let r = record(&app, i, "gpt-4o", 200, at + i as i64);
+        async move {
+            control_plane::grpc::logs::store(st, vec![r]).await.unwrap();
+        }
+    };
+    // What usage_rollup holds for the period (the job running in the background may roll it up
+    // at any point; it too stores only what the logs hold).
+    let rolled = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT CAST(COALESCE(SUM(requests), 0) AS BIGINT) FROM usage_rollup WHERE org_id = $1 AND level = 1 AND period = $2",
+        )
+        .bind(org.clone())
+        .bind(period)
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+    };
+    store(1).await;
+
+    // The aggregation reads while a writer holds the write lock (SQLite) or the mark's row lock
+    // (PostgreSQL).
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("UPDATE usage_dirty SET gen = gen WHERE org_id = $1")
+        .bind(org.clone())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let stale = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        logs::aggregate(db, &org, Level::HourByProject, period),
+    )
+    .await
+    .expect("the aggregation waited for a writer")
+    .unwrap()
+    .expect("the period is marked");
+    tx.rollback().await.unwrap();
+    assert_eq!(stale.requests(), 1);
+
+    // A record stored after the aggregation read the period.
+    store(2).await;
+    assert!(!logs::store_rollup(db, &stale).await.unwrap());
+    assert_ne!(rolled().await, 1, "the stale aggregation was stored");
+    // The job's fallback for a period marked again pass after pass: aggregated inside the write
+    // transaction.
+    logs::roll_up_locked(db, &org, Level::HourByProject, period)
+        .await
+        .unwrap();
+    assert_eq!(rolled().await, 2);
+
+    // The mark removed and made again between the aggregation and its storing.
+    store(3).await;
+    let old = logs::aggregate(db, &org, Level::HourByProject, period)
+        .await
+        .unwrap()
+        .expect("the period is marked again");
+    assert_eq!(old.requests(), 3);
+    logs::roll_up(db, &org, Level::HourByProject, period)
+        .await
+        .unwrap();
+    assert_eq!(rolled().await, 3);
+    store(4).await;
+    assert!(
+        !logs::store_rollup(db, &old).await.unwrap(),
+        "a new mark looked like the one the aggregation read"
+    );
+    logs::roll_up(db, &org, Level::HourByProject, period)
+        .await
+        .unwrap();
+    assert_eq!(rolled().await, 4);
+    let ended_marks: i64 = sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM usage_dirty WHERE org_id = $1 AND level = 1 AND period = $2",
+    )
+    .bind(org.clone())
+    .bind(period)
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(ended_marks, 0);
+}
