@@ -817,9 +817,11 @@ async fn aggregate_groups<'e, E: Executor<'e, Database = Any>>(
     Ok(groups)
 }
 
-/// Bytes of group rows per INSERT in `store_rollup` at most: a PostgreSQL statement over one TLS
-/// record (16 KiB) waits for the server's delayed ACK (see `PG_STATEMENT_BYTES`).
-const ROLLUP_STATEMENT_BYTES: usize = 12 << 10;
+/// Groups per INSERT when a period's rollup rows are written, at most.
+const ROLLUP_ROWS_PER_INSERT: usize = 64;
+/// On PostgreSQL, bytes of a rollup INSERT at most (estimated): a statement over one TLS record
+/// (16 KiB) waits for the server's delayed ACK (see `PG_STATEMENT_BYTES`).
+const PG_ROLLUP_STATEMENT_BYTES: usize = 12 << 10;
 
 /// Writes an aggregation (`aggregate`) in place of the period's rollup rows and removes its mark,
 /// in one transaction, if the mark's `gen` is still the one read before the rows; otherwise
@@ -827,7 +829,7 @@ const ROLLUP_STATEMENT_BYTES: usize = 12 << 10;
 pub async fn store_rollup(db: &super::Db, r: &PeriodRollup) -> DbResult<bool> {
     let _turn = db.write_turn().await;
     let mut tx = db.begin().await?;
-    if !write_rollup(&mut tx, r).await? {
+    if !write_rollup(&mut tx, db.backend(), r).await? {
         tx.rollback().await?;
         return Ok(false);
     }
@@ -869,14 +871,18 @@ pub async fn roll_up_locked(
         generation: i(&row, "gen")?,
         groups: aggregate_groups(&mut *tx, db.backend(), org_id, level, period).await?,
     };
-    let stored = write_rollup(&mut tx, &r).await?;
+    let stored = write_rollup(&mut tx, db.backend(), &r).await?;
     tx.commit().await?;
     Ok(stored)
 }
 
 /// In `tx`: removes the period's mark if its `gen` is still the aggregation's and then replaces
 /// the period's rollup rows; false (nothing written) when the mark changed or is gone.
-async fn write_rollup(tx: &mut super::Tx, r: &PeriodRollup) -> DbResult<bool> {
+async fn write_rollup(
+    tx: &mut super::Tx,
+    backend: super::Backend,
+    r: &PeriodRollup,
+) -> DbResult<bool> {
     // The mark goes first, and only if unchanged. On PostgreSQL its row lock makes an ingest
     // marking this period meanwhile wait for this commit and then make a new mark; on SQLite
     // `begin` already holds the write lock.
@@ -900,20 +906,30 @@ async fn write_rollup(tx: &mut super::Tx, r: &PeriodRollup) -> DbResult<bool> {
         .bind(r.period)
         .execute(&mut **tx)
         .await?;
+    let max_bytes = match backend {
+        super::Backend::Sqlite => usize::MAX,
+        super::Backend::Postgres => PG_ROLLUP_STATEMENT_BYTES,
+    };
     let mut rest = &r.groups[..];
     while !rest.is_empty() {
-        // As many groups as fit ROLLUP_STATEMENT_BYTES (at least one).
+        // Up to ROLLUP_ROWS_PER_INSERT groups, within max_bytes (at least one group): per group
+        // about 100 bytes of SQL text, 14 parameters' lengths (4 bytes each) and 10 numbers
+        // (8 bytes each), and its texts.
         let mut n = 0;
         let mut bytes = 0;
-        while n < rest.len() && (n == 0 || bytes < ROLLUP_STATEMENT_BYTES) {
+        while n < rest.len() && n < ROLLUP_ROWS_PER_INSERT {
             let g = &rest[n];
-            bytes += 100
+            let row = 256
                 + g.p.len()
                 + g.k.len()
                 + g.m.len()
                 + g.v.len()
                 + g.latency_hist.len()
                 + g.ttft_hist.len();
+            if n > 0 && bytes + row > max_bytes {
+                break;
+            }
+            bytes += row;
             n += 1;
         }
         let (chunk, tail) = rest.split_at(n);
