@@ -45,9 +45,8 @@ impl NodeState {
     }
 
     fn on_apply(&self, s: &Snapshot) {
-        let live: std::collections::HashSet<String> =
-            s.all_credentials().map(|c| c.id.clone()).collect();
-        self.balancer.retain(&live);
+        self.balancer
+            .forget_except(|| s.all_credentials().map(|c| c.id.as_str()));
         self.metrics
             .config_version
             .store(s.version, std::sync::atomic::Ordering::Relaxed);
