@@ -251,8 +251,8 @@ pub async fn usage_query(stack: &Stack, rows: u64) -> Result<UsageFigures, Error
     })
 }
 
-/// Marks of ended periods still in `usage_dirty` (hours and days before the current ones), read
-/// from the control plane's database directly.
+/// Marks of ended periods still in `usage_dirty` (levels 1 and 2 of migration 0003: hours and
+/// days before the current ones), read from the control plane's database directly.
 async fn ended_marks(url: &str) -> Result<i64, Error> {
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(url).await?;

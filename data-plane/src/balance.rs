@@ -494,7 +494,6 @@ impl Balancer {
             .unwrap_or(Circuit::Closed)
     }
 
-    /// Drops the state of credentials no longer in the snapshot.
     /// Forgets the credentials that `live` (every credential id of a new configuration) does not
     /// name. Only the credentials this node has called are tracked (none on a new node), so the
     /// configuration's ids are checked against a copy of those, not collected into a set of
