@@ -717,15 +717,6 @@ struct RollupGroup {
     ttft_hist: String,
 }
 
-/// Rolls one period of an org up (`aggregate`, then `store_rollup`). Returns false when its mark
-/// was gone (another replica rolled it up) or was marked again meanwhile (a later pass retries).
-pub async fn roll_up(db: &super::Db, org_id: &str, level: Level, period: i64) -> DbResult<bool> {
-    match aggregate(db, org_id, level, period).await? {
-        Some(r) => store_rollup(db, &r).await,
-        None => Ok(false),
-    }
-}
-
 /// Aggregates one marked period of an org from `request_logs`, without taking the write lock:
 /// reads only, so on SQLite ingest and the admin API go on writing meanwhile (the aggregation
 /// of a busy hour or day reads every row in it; done inside the write transaction it held the
@@ -840,8 +831,9 @@ pub async fn store_rollup(db: &super::Db, r: &PeriodRollup) -> DbResult<bool> {
 /// Rolls one period up with its aggregation inside the write transaction, as the job did before
 /// it aggregated outside it: the write lock (SQLite) or the mark's row lock (PostgreSQL) is held
 /// while the rows are read, so ingest cannot mark the period meanwhile and the result is always
-/// stored. For a period marked again during every attempt of `roll_up` (the job's fallback, so
-/// a period that keeps receiving records is still rolled up). False when the mark was gone.
+/// stored. For a period marked again during every attempt of `aggregate` and `store_rollup`
+/// (the job's fallback, so a period that keeps receiving records is still rolled up). False when
+/// the mark was gone.
 pub async fn roll_up_locked(
     db: &super::Db,
     org_id: &str,

@@ -631,6 +631,21 @@ async fn bulk_writers_take_turns_on_sqlite() {
     assert_eq!((stored, dup), (1, 0));
 }
 
+/// One period rolled up as the rollup job does (`aggregate`, then `store_rollup`); false when
+/// its mark was gone or was marked again meanwhile.
+async fn roll_up(
+    db: &control_plane::db::Db,
+    org: &str,
+    level: control_plane::db::logs::Level,
+    period: i64,
+) -> control_plane::db::DbResult<bool> {
+    use control_plane::db::logs;
+    match logs::aggregate(db, org, level, period).await? {
+        Some(r) => logs::store_rollup(db, &r).await,
+        None => Ok(false),
+    }
+}
+
 /// The rollup job aggregates a period without holding the write lock, and stores the result only
 /// if the period's mark is unchanged since: a record stored meanwhile, or a mark removed (another
 /// replica rolled the period up) and made again by ingest, keeps the stale aggregation out; the
@@ -702,7 +717,7 @@ async fn a_rollup_is_stored_only_if_its_period_was_not_marked_again() {
         .unwrap()
         .expect("the period is marked again");
     assert_eq!(old.requests(), 3);
-    logs::roll_up(db, &org, Level::HourByProject, period)
+    roll_up(db, &org, Level::HourByProject, period)
         .await
         .unwrap();
     assert_eq!(rolled().await, 3);
@@ -711,7 +726,7 @@ async fn a_rollup_is_stored_only_if_its_period_was_not_marked_again() {
         !logs::store_rollup(db, &old).await.unwrap(),
         "a new mark looked like the one the aggregation read"
     );
-    logs::roll_up(db, &org, Level::HourByProject, period)
+    roll_up(db, &org, Level::HourByProject, period)
         .await
         .unwrap();
     assert_eq!(rolled().await, 4);
@@ -730,7 +745,7 @@ async fn a_rollup_is_stored_only_if_its_period_was_not_marked_again() {
 /// PostgreSQL) is written whole.
 #[tokio::test]
 async fn a_period_with_many_groups_is_rolled_up_whole() {
-    use control_plane::db::logs::{self, Level};
+    use control_plane::db::logs::Level;
     let app = TestApp::spawn().await;
     let st = &app.running.as_ref().unwrap().state;
     let db = st.db();
@@ -744,7 +759,7 @@ async fn a_period_with_many_groups_is_rolled_up_whole() {
         .collect();
     control_plane::grpc::logs::store(st, recs).await.unwrap();
     // The job running in the background may have rolled it up first; either way it is whole.
-    logs::roll_up(db, &app.org_id, Level::DayByAll, period)
+    roll_up(db, &app.org_id, Level::DayByAll, period)
         .await
         .unwrap();
     let (groups, requests): (i64, i64) = sqlx::query_as(
