@@ -77,7 +77,46 @@ impl From<sqlx::Error> for DbError {
 }
 
 pub type DbResult<T> = Result<T, DbError>;
-pub type Tx = sqlx::Transaction<'static, Any>;
+
+/// A transaction from `Db::begin` or `Db::begin_read`. On SQLite, one from `begin` also holds
+/// this process's write turn (see `Db::write_turns`) until it is committed, rolled back or
+/// dropped. It dereferences to its connection, as sqlx's `Transaction` does.
+pub struct Tx {
+    inner: sqlx::Transaction<'static, Any>,
+    // Declared after `inner`, so dropped after it: a transaction dropped unfinished has its
+    // rollback queued on the connection before the next writer's turn begins.
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.inner.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.inner.rollback().await
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = sqlx::AnyConnection;
+
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.inner
+    }
+}
+
+/// How long a SQLite writer waits for the write lock (`busy_timeout`), and for this process's
+/// write turn (`Db::begin`), before giving up with `DbError::Unavailable`.
+const SQLITE_WRITE_WAIT: Duration = Duration::from_secs(5);
+const BUSY_TIMEOUT_PRAGMA: &str = "PRAGMA busy_timeout = 5000";
+const _: () = assert!(SQLITE_WRITE_WAIT.as_millis() == 5000);
 
 /// How a SQLite transaction that may write begins (see `Db::begin`).
 const SQLITE_BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
@@ -89,9 +128,10 @@ pub struct Db {
     url: data_plane::secret::Secret,
     /// SQLite has one write lock and no queue for it: a writer that finds it taken sleeps and
     /// retries (busy_timeout), so a job committing many short transactions back to back can
-    /// keep another writer out past its timeout. The bulk writers (usage ingest, the rollup
-    /// job, log retention) take turns here instead, first come first served. Unused on
-    /// PostgreSQL.
+    /// keep another writer out past its timeout, and concurrent API writes spend most of their
+    /// time asleep in that retry loop (SQLite's sleeps grow from 1 ms to 100 ms). Every write
+    /// transaction (`begin`) and log retention's deletes take turns here instead, first come
+    /// first served. Unused on PostgreSQL.
     write_turns: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -137,9 +177,7 @@ impl Db {
                         sqlx::query("PRAGMA journal_mode = WAL")
                             .execute(&mut *conn)
                             .await?;
-                        sqlx::query("PRAGMA busy_timeout = 5000")
-                            .execute(&mut *conn)
-                            .await?;
+                        sqlx::query(BUSY_TIMEOUT_PRAGMA).execute(&mut *conn).await?;
                         sqlx::query("PRAGMA foreign_keys = ON")
                             .execute(&mut *conn)
                             .await?;
@@ -191,10 +229,31 @@ impl Db {
     /// reads and then writes fails at once with "database is locked" when another connection
     /// (this process's pool, another replica, `rotate-master-key`) committed in between, and
     /// busy_timeout does not cover that upgrade.
+    ///
+    /// On SQLite the transaction holds this process's write turn (`write_turns`) until it ends,
+    /// so a caller holding one must not begin another; waiting more than `SQLITE_WRITE_WAIT` for
+    /// the turn (as for the lock itself) is `DbError::Unavailable`.
     pub async fn begin(&self) -> DbResult<Tx> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with(SQLITE_BEGIN_WRITE).await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => {
+                let turn =
+                    tokio::time::timeout(SQLITE_WRITE_WAIT, self.write_turns.clone().lock_owned())
+                        .await
+                        .map_err(|_| {
+                            DbError::Unavailable(format!(
+                                "database is busy: no write turn within {} s",
+                                SQLITE_WRITE_WAIT.as_secs()
+                            ))
+                        })?;
+                Tx {
+                    inner: self.pool.begin_with(SQLITE_BEGIN_WRITE).await?,
+                    _turn: Some(turn),
+                }
+            }
+            Backend::Postgres => Tx {
+                inner: self.pool.begin().await?,
+                _turn: None,
+            },
         })
     }
 
@@ -213,7 +272,10 @@ impl Db {
     /// Begins a transaction that only reads: one consistent view, and on SQLite no write lock,
     /// so writers go on meanwhile.
     pub async fn begin_read(&self) -> DbResult<Tx> {
-        Ok(self.pool.begin().await?)
+        Ok(Tx {
+            inner: self.pool.begin().await?,
+            _turn: None,
+        })
     }
 
     /// Is the database answering?
@@ -409,5 +471,59 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(i(&r, "n").unwrap(), 111);
+    }
+
+    /// Write transactions of one process take turns in arrival order (SQLite's own waiting
+    /// writers sleep and retry in no order), and a writer that cannot get its turn within
+    /// `SQLITE_WRITE_WAIT` gets `Unavailable` rather than waiting without end.
+    #[tokio::test]
+    async fn sqlite_write_transactions_take_turns_in_arrival_order() {
+        let (_dir, a, _b) = two_sqlite_pools().await;
+        sqlx::query("CREATE TABLE t (seq INTEGER PRIMARY KEY AUTOINCREMENT, x BIGINT)")
+            .execute(a.pool())
+            .await
+            .unwrap();
+        let first = a.begin().await.unwrap();
+        let mut waiting = Vec::new();
+        for x in 1..=4i64 {
+            let db = a.clone();
+            waiting.push(tokio::spawn(async move {
+                let mut tx = db.begin().await?;
+                sqlx::query("INSERT INTO t (x) VALUES ($1)")
+                    .bind(x)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok::<_, DbError>(())
+            }));
+            // Each writer queued before the next one starts.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            waiting.iter().all(|w| !w.is_finished()),
+            "a writer went ahead of an open write transaction"
+        );
+        first.commit().await.unwrap();
+        for w in waiting {
+            w.await.unwrap().unwrap();
+        }
+        let order: Vec<i64> = sqlx::query_scalar("SELECT x FROM t ORDER BY seq")
+            .fetch_all(a.pool())
+            .await
+            .unwrap();
+        assert_eq!(order, vec![1, 2, 3, 4]);
+
+        let held = a.begin().await.unwrap();
+        let e = match a.begin().await {
+            Err(e) => e,
+            Ok(_) => panic!("a second write transaction began while the first was open"),
+        };
+        assert!(
+            matches!(&e, DbError::Unavailable(m) if m.contains("no write turn")),
+            "{e:?}"
+        );
+        held.rollback().await.unwrap();
+        // The turn is free again once the holder ends.
+        a.begin().await.unwrap().commit().await.unwrap();
     }
 }

@@ -818,7 +818,6 @@ const PG_ROLLUP_STATEMENT_BYTES: usize = 12 << 10;
 /// in one transaction, if the mark's `gen` is still the one read before the rows; otherwise
 /// (marked again since, or gone) writes nothing and returns false.
 pub async fn store_rollup(db: &super::Db, r: &PeriodRollup) -> DbResult<bool> {
-    let _turn = db.write_turn().await;
     let mut tx = db.begin().await?;
     if !write_rollup(&mut tx, db.backend(), r).await? {
         tx.rollback().await?;
@@ -840,7 +839,6 @@ pub async fn roll_up_locked(
     level: Level,
     period: i64,
 ) -> DbResult<bool> {
-    let _turn = db.write_turn().await;
     let mut tx = db.begin().await?;
     // A write first: on PostgreSQL it takes the mark's row lock (on SQLite `begin` already holds
     // the write lock).

@@ -108,7 +108,6 @@ pub async fn store(
     rows.extend(records.into_iter().filter_map(to_row));
     let invalid = total - rows.len() as u32;
     let marks = db::logs::period_marks(&rows);
-    let _turn = st.db().write_turn().await;
     let mut tx = st.db().begin().await?;
     let mut stored = 0u64;
     match st.db().backend() {
