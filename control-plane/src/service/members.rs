@@ -76,6 +76,12 @@ pub async fn add(
     }
     let now = st.now_ms();
     let existing = db::users::get_by_email(st.db().pool(), &email).await?;
+    // A new user's password is hashed before the write transaction begins: argon2id takes tens
+    // of milliseconds, which every other writer would otherwise wait out.
+    let new_hash = match (&existing, &input.password) {
+        (None, Some(pw)) => Some(password::hash(pw).map_err(|_| ApiError::internal())?),
+        _ => None,
+    };
     let mut tx = st.db().begin().await?;
     let mut invite_token = None;
     let user_id = match existing {
@@ -90,10 +96,7 @@ pub async fn add(
         }
         None => {
             let id = UserId::generate().0;
-            let hash = match &input.password {
-                Some(pw) => Some(password::hash(pw).map_err(|_| ApiError::internal())?),
-                None => None,
-            };
+            let hash = new_hash;
             let invite_hash = if hash.is_none() {
                 let t = tokens::random_token(24);
                 let h = tokens::hash_token(&t);
