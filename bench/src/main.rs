@@ -268,6 +268,15 @@ impl Pool {
     }
 }
 
+/// Requests per second of the fault run.
+const FAULT_RATE: u32 = 1000;
+
+/// One line on stderr as each part of the run ends, with the seconds since it began, so a
+/// run's progress and where its time goes are visible (the report comes at the end).
+fn progress(started: Instant, what: &str) {
+    eprintln!("[{:6.1} s] {what}", started.elapsed().as_secs_f64());
+}
+
 fn env_u64(k: &str, d: u64) -> u64 {
     std::env::var(k)
         .ok()
@@ -1034,7 +1043,12 @@ async fn main() -> Result<(), Error> {
     // Usage query on a million log rows (ingested over LogService.Ingest), first, while the
     // org holds those rows only: the points below log every request into the same org, mostly
     // into the current hour, which the query reads from the logs (timed again after them).
+    progress(
+        started,
+        "stack up (fake upstream, baseline proxy, control plane, node)",
+    );
     let usage = scale::usage_query(&stack, env_u64("BENCH_USAGE_ROWS", 1_000_000)).await?;
+    progress(started, "usage load, rollups and usage queries");
     let mut rows = Vec::new();
     let mut rss_load: f64 = 0.0;
     // The node's log queue depth at the moment RSS is read (queued records hold memory).
@@ -1086,6 +1100,7 @@ async fn main() -> Result<(), Error> {
         let (o, spent) = n.take()?;
         rows.push(row_cpu("chat", "data plane", c, &o, spent));
     }
+    progress(started, "chat points (c=1, 16, 64)");
     // Logging cost: the same load with and without `x-bt-parent` (without it, usage records
     // only, no payloads).
     let c = 16;
@@ -1114,6 +1129,7 @@ async fn main() -> Result<(), Error> {
         println!("{}", scenario_table(&rows));
         return Ok(());
     }
+    progress(started, "logging A/B");
     let direct_s = Target {
         url: direct.url.clone(),
         headers: vec![],
@@ -1157,6 +1173,7 @@ async fn main() -> Result<(), Error> {
     ));
     let tr_cpu_per = tr_cpu / o.ok.max(1) as f64;
 
+    progress(started, "streams and translation");
     // Propagation with 3 nodes: a change through the REST API until every node applied it.
     stack.add_node().await?;
     stack.add_node().await?;
@@ -1197,20 +1214,33 @@ async fn main() -> Result<(), Error> {
     }
     let (prop_p50, prop_p99) = (pct(&prop, 0.5), pct(&prop, 0.99));
 
-    // Fault run: 3 credentials, one flapping between healthy and 503 every 2 s; 500 req/s, so
-    // 10,000 requests span 20 s (10 flips).
+    progress(started, "propagation to 3 nodes");
+    // Fault run: 3 credentials, one flapping between healthy and 503 every 2 s; FAULT_RATE
+    // req/s, so 10,000 requests span 10 s (5 flips; 500/s and 10 flips until 2026-12-03, which
+    // took 20 s more of the run).
     let fault_n = env_u64("BENCH_FAULT_REQUESTS", 10_000);
-    let fault = scale::fault_run(&stack, node, up, fault_n, 500.0, Duration::from_secs(2)).await?;
+    let fault = scale::fault_run(
+        &stack,
+        node,
+        up,
+        fault_n,
+        FAULT_RATE as f64,
+        Duration::from_secs(2),
+    )
+    .await?;
     // The same usage queries with the requests logged since in the org (reported, no target).
+    progress(started, "fault run");
     let (busy_queries, busy_requests) = scale::time_usage_queries(&stack, scale::now_ms()).await?;
     // The control plane's ingest alone (after the usage queries: its records land in the
     // current hour, which the queries read from the logs).
     const INGEST_ROWS: u64 = 200_000;
     let (ingest_rate, ingest_cpu) = scale::ingest_cost(&stack, cp_pid, INGEST_ROWS).await?;
+    progress(started, "usage queries again, ingest cost");
     let (scale_fig, scale_rows) =
         scale_points(&mut stack, cp_pid, &logged_chat, &chat, dur, up).await?;
     rows.extend(scale_rows);
 
+    progress(started, "configuration at scale");
     // Targets.
     let find = |s: &str, p: &str, c: usize| {
         rows.iter()
@@ -1266,7 +1296,7 @@ async fn main() -> Result<(), Error> {
     ));
     checks.push((
         format!(
-            "fault run: 100% success ({} requests at 500/s, 1 of 3 credentials flapping 503 every 2 s)",
+            "fault run: 100% success ({} requests at {FAULT_RATE}/s, 1 of 3 credentials flapping 503 every 2 s)",
             fault.requests
         ),
         format!(
@@ -1397,7 +1427,7 @@ async fn main() -> Result<(), Error> {
     md.push_str(&scenario_table(&rows));
     md.push_str("\nProxy CPU is the baseline proxy's or the node's; control-plane CPU is what the control plane spent during the same point (ingesting the node's usage records), both per request.\n");
     md.push_str(&format!("\nNode RSS: idle {rss_idle:.1} MiB, under load {rss_load:.1} MiB (usage records queued for the control plane at that moment: {queue_at_rss}). Config propagation to 3 nodes over 100 changes: p50 {:.1} ms, p99 {:.1} ms.\n", prop_p50 as f64 / 1000.0, prop_p99 as f64 / 1000.0));
-    md.push_str(&format!("\n## Fault run\n\n{} requests at c=16 paced to 500/s over 3 project credentials for one model (two healthy, one flapping between healthy and 503 every 2 s, starting in the failing state), after the same number with all three healthy.\n\n| run | ok | failed | p50 µs | p99 µs | p99.9 µs |\n|---|---|---|---|---|---|\n", fault.requests));
+    md.push_str(&format!("\n## Fault run\n\n{} requests at c=16 paced to {FAULT_RATE}/s over 3 project credentials for one model (two healthy, one flapping between healthy and 503 every 2 s, starting in the failing state), after the same number with all three healthy.\n\n| run | ok | failed | p50 µs | p99 µs | p99.9 µs |\n|---|---|---|---|---|---|\n", fault.requests));
     for (name, o) in [
         ("all healthy", &fault.healthy),
         ("one flapping", &fault.flapping),
