@@ -1228,8 +1228,8 @@ async fn main() -> Result<(), Error> {
         Duration::from_secs(2),
     )
     .await?;
-    // The same usage queries with the requests logged since in the org (reported, no target).
     progress(started, "fault run");
+    // The same usage queries with the requests logged since in the org (reported, no target).
     let (busy_queries, busy_requests) = scale::time_usage_queries(&stack, scale::now_ms()).await?;
     // The control plane's ingest alone (after the usage queries: its records land in the
     // current hour, which the queries read from the logs).
