@@ -123,7 +123,7 @@ pub async fn login(st: &AppState, email: &str, pw: &str) -> ApiResult<NewSession
     let user = db::users::get_by_email(st.db().pool(), &email).await?;
     let bad = || ApiError::unauthenticated("invalid email or password");
     let Some(user) = user else {
-        password::verify(pw, password::dummy_hash());
+        password::verify_off_runtime(pw, None).await;
         return Err(bad());
     };
     if user.locked_until > now {
@@ -136,13 +136,7 @@ pub async fn login(st: &AppState, email: &str, pw: &str) -> ApiResult<NewSession
             )
         });
     }
-    let ok = match &user.password_hash {
-        Some(h) => password::verify(pw, h),
-        None => {
-            password::verify(pw, password::dummy_hash());
-            false
-        }
-    };
+    let ok = password::verify_off_runtime(pw, user.password_hash.as_deref()).await;
     if !ok {
         let cfg = st.config();
         db::users::record_failure(

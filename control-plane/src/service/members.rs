@@ -79,7 +79,11 @@ pub async fn add(
     // A new user's password is hashed before the write transaction begins: argon2id takes tens
     // of milliseconds, which every other writer would otherwise wait out.
     let new_hash = match (&existing, &input.password) {
-        (None, Some(pw)) => Some(password::hash(pw).map_err(|_| ApiError::internal())?),
+        (None, Some(pw)) => Some(
+            password::hash_off_runtime(pw)
+                .await
+                .map_err(|_| ApiError::internal())?,
+        ),
         _ => None,
     };
     let mut tx = st.db().begin().await?;
@@ -237,7 +241,9 @@ pub async fn accept_invite(st: &AppState, token: &str, password: &str) -> ApiRes
         .ok_or_else(invalid)?;
     password::check_policy(password, &user.email)
         .map_err(|m| ApiError::validation("password", m))?;
-    let hash = password::hash(password).map_err(|_| ApiError::internal())?;
+    let hash = password::hash_off_runtime(password)
+        .await
+        .map_err(|_| ApiError::internal())?;
     db::users::set_password(st.db().pool(), &user.id, &hash, st.now_ms()).await?;
     Ok(user.email)
 }
