@@ -1007,6 +1007,62 @@ async fn main() -> Result<(), Error> {
     let chat_stream = Bytes::from(json!({"model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "Say hello"}]}).to_string());
     let claude_stream = Bytes::from(json!({"model": "claude-sonnet-4-5", "stream": true, "messages": [{"role": "user", "content": "Say hello"}]}).to_string());
 
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("open") {
+        // Quick iteration on tail latency: the open-loop point only, at each rate of
+        // `BENCH_OPEN_RATES`, with the data plane also without `x-bt-parent`; prints the table,
+        // writes no report files. The pids are for `perf record -p` during the run.
+        eprintln!("pids: node {node_pid}, control plane {cp_pid}, baseline proxy {base_pid}");
+        let mut unlogged = logged_chat.clone();
+        unlogged.headers.retain(|(k, _)| k != "x-bt-parent");
+        let paths = [
+            ("direct", &direct, None),
+            ("baseline proxy", &via_base, Some(base_pid)),
+            ("data plane", &logged_chat, Some(node_pid)),
+            ("data plane, no x-bt-parent", &unlogged, Some(node_pid)),
+        ];
+        let rates = std::env::var("BENCH_OPEN_RATES").unwrap_or_else(|_| "2000,10000".into());
+        let slice = dur / SLICES;
+        let (mut rows, mut late) = (Vec::new(), Vec::new());
+        for r in rates.split(',') {
+            let rate: f64 = r
+                .trim()
+                .parse()
+                .ok()
+                .filter(|r: &f64| *r >= 1.0)
+                .ok_or_else(|| format!("BENCH_OPEN_RATES: {r:?} is not a rate (requests/s)"))?;
+            let name = format!("chat, open loop at {rate:.0}/s");
+            let mut pools: Vec<Pool> = paths.iter().map(|_| Pool::default()).collect();
+            for _ in 0..SLICES {
+                for ((_, t, pid), pool) in paths.iter().zip(pools.iter_mut()) {
+                    let m = pid.map(|pid| CpuMark::start(pid, cp_pid));
+                    let o = load(
+                        t,
+                        &chat,
+                        OPEN_CONNECTIONS,
+                        Until::Elapsed(slice),
+                        Some(rate),
+                    );
+                    let o = o.await?;
+                    pool.add(o, m.map(|m| m.spent()).unwrap_or((0.0, 0.0)))?;
+                }
+            }
+            for ((path, _, pid), pool) in paths.iter().zip(pools) {
+                let (o, spent) = pool.take()?;
+                let sent = (o.ok + o.errors).max(1) as f64;
+                late.push(format!(
+                    "{path} at {rate:.0}/s {:.1}%",
+                    o.late as f64 * 100.0 / sent
+                ));
+                rows.push(match pid {
+                    Some(_) => row_cpu(&name, path, OPEN_CONNECTIONS, &o, spent),
+                    None => row(&name, path, OPEN_CONNECTIONS, &o, None),
+                });
+            }
+        }
+        println!("{}", scenario_table(&rows));
+        println!("Sent after their due time: {}.", late.join(", "));
+        return Ok(());
+    }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("count") {
         // Repeatable cost: exactly BENCH_COUNT logged chat requests at c=4, then the node is
         // stopped (SIGTERM) so a tool it runs under (BENCH_NODE_WRAP) writes its totals. Two
