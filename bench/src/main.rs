@@ -917,6 +917,47 @@ fn row_cpu(scenario: &str, path: &'static str, c: usize, o: &Outcome, spent: (f6
     r
 }
 
+/// A path of the open-loop point: its name in the report, its target, and the process whose
+/// CPU it is charged (none for direct).
+type OpenPath<'a> = (&'static str, &'a Target, Option<u32>);
+
+/// The open-loop point at `rate` requests/s over `OPEN_CONNECTIONS`: every path in `SLICES`
+/// interleaved slices of `slice`, pooled per path, so drift in the machine's speed falls on all
+/// of them alike. Each path's row under `scenario`, with its requests sent after their due time
+/// and its requests sent.
+async fn open_point(
+    scenario: &str,
+    paths: &[OpenPath<'_>],
+    body: &Bytes,
+    rate: f64,
+    slice: Duration,
+    cp_pid: u32,
+) -> Result<Vec<(Row, u64, u64)>, Error> {
+    let mut pools: Vec<Pool> = paths.iter().map(|_| Pool::default()).collect();
+    for _ in 0..SLICES {
+        for ((_, t, pid), pool) in paths.iter().zip(pools.iter_mut()) {
+            let m = pid.map(|pid| CpuMark::start(pid, cp_pid));
+            let o = load(t, body, OPEN_CONNECTIONS, Until::Elapsed(slice), Some(rate)).await?;
+            pool.add(o, m.map(|m| m.spent()).unwrap_or((0.0, 0.0)))?;
+        }
+    }
+    let mut out = Vec::new();
+    for ((path, _, pid), pool) in paths.iter().zip(pools) {
+        let (o, spent) = pool.take()?;
+        let r = match pid {
+            Some(_) => row_cpu(scenario, path, OPEN_CONNECTIONS, &o, spent),
+            None => row(scenario, path, OPEN_CONNECTIONS, &o, None),
+        };
+        out.push((r, o.late, o.ok + o.errors));
+    }
+    Ok(out)
+}
+
+/// `late` of `sent` requests, as a percentage.
+fn late_share(late: u64, sent: u64) -> f64 {
+    late as f64 * 100.0 / sent.max(1) as f64
+}
+
 fn scenario_table(rows: &[Row]) -> String {
     let us = |c: Option<f64>| c.map(|c| format!("{c:.0}")).unwrap_or_default();
     let mut md = String::from(
@@ -1007,13 +1048,15 @@ async fn main() -> Result<(), Error> {
     let chat_stream = Bytes::from(json!({"model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "Say hello"}]}).to_string());
     let claude_stream = Bytes::from(json!({"model": "claude-sonnet-4-5", "stream": true, "messages": [{"role": "user", "content": "Say hello"}]}).to_string());
 
+    // The data plane without `x-bt-parent`: usage records only, no payloads.
+    let mut unlogged = logged_chat.clone();
+    unlogged.headers.retain(|(k, _)| k != "x-bt-parent");
+
     if std::env::var("BENCH_ONLY").as_deref() == Ok("open") {
         // Quick iteration on tail latency: the open-loop point only, at each rate of
         // `BENCH_OPEN_RATES`, with the data plane also without `x-bt-parent`; prints the table,
         // writes no report files. The pids are for `perf record -p` during the run.
         eprintln!("pids: node {node_pid}, control plane {cp_pid}, baseline proxy {base_pid}");
-        let mut unlogged = logged_chat.clone();
-        unlogged.headers.retain(|(k, _)| k != "x-bt-parent");
         let paths = [
             ("direct", &direct, None),
             ("baseline proxy", &via_base, Some(base_pid)),
@@ -1021,7 +1064,6 @@ async fn main() -> Result<(), Error> {
             ("data plane, no x-bt-parent", &unlogged, Some(node_pid)),
         ];
         let rates = std::env::var("BENCH_OPEN_RATES").unwrap_or_else(|_| "2000,10000".into());
-        let slice = dur / SLICES;
         let (mut rows, mut late) = (Vec::new(), Vec::new());
         for r in rates.split(',') {
             let rate: f64 = r
@@ -1031,32 +1073,15 @@ async fn main() -> Result<(), Error> {
                 .filter(|r: &f64| *r >= 1.0)
                 .ok_or_else(|| format!("BENCH_OPEN_RATES: {r:?} is not a rate (requests/s)"))?;
             let name = format!("chat, open loop at {rate:.0}/s");
-            let mut pools: Vec<Pool> = paths.iter().map(|_| Pool::default()).collect();
-            for _ in 0..SLICES {
-                for ((_, t, pid), pool) in paths.iter().zip(pools.iter_mut()) {
-                    let m = pid.map(|pid| CpuMark::start(pid, cp_pid));
-                    let o = load(
-                        t,
-                        &chat,
-                        OPEN_CONNECTIONS,
-                        Until::Elapsed(slice),
-                        Some(rate),
-                    );
-                    let o = o.await?;
-                    pool.add(o, m.map(|m| m.spent()).unwrap_or((0.0, 0.0)))?;
-                }
-            }
-            for ((path, _, pid), pool) in paths.iter().zip(pools) {
-                let (o, spent) = pool.take()?;
-                let sent = (o.ok + o.errors).max(1) as f64;
+            for (row, l, sent) in
+                open_point(&name, &paths, &chat, rate, dur / SLICES, cp_pid).await?
+            {
                 late.push(format!(
-                    "{path} at {rate:.0}/s {:.1}%",
-                    o.late as f64 * 100.0 / sent
+                    "{} at {rate:.0}/s {:.1}%",
+                    row.path,
+                    late_share(l, sent)
                 ));
-                rows.push(match pid {
-                    Some(_) => row_cpu(&name, path, OPEN_CONNECTIONS, &o, spent),
-                    None => row(&name, path, OPEN_CONNECTIONS, &o, None),
-                });
+                rows.push(row);
             }
         }
         println!("{}", scenario_table(&rows));
@@ -1190,45 +1215,22 @@ async fn main() -> Result<(), Error> {
     // each request's due time once a path falls behind (see `load`).
     let open_rate = env_u64("BENCH_OPEN_RATE", 10_000).max(1) as f64;
     let open_name = format!("chat, open loop at {open_rate:.0}/s");
+    let paths = [
+        ("direct", &direct, None),
+        ("baseline proxy", &via_base, Some(base_pid)),
+        ("data plane", &logged_chat, Some(node_pid)),
+    ];
     let mut open_late = Vec::new();
+    for (row, late, sent) in
+        open_point(&open_name, &paths, &chat, open_rate, dur / SLICES, cp_pid).await?
     {
-        let slice = dur / SLICES;
-        let run = |t| {
-            load(
-                t,
-                &chat,
-                OPEN_CONNECTIONS,
-                Until::Elapsed(slice),
-                Some(open_rate),
-            )
-        };
-        let (mut d, mut b, mut n) = (Pool::default(), Pool::default(), Pool::default());
-        for _ in 0..SLICES {
-            d.add(run(&direct).await?, (0.0, 0.0))?;
-            let m = CpuMark::start(base_pid, cp_pid);
-            let o = run(&via_base).await?;
-            b.add(o, m.spent())?;
-            let m = CpuMark::start(node_pid, cp_pid);
-            let o = run(&logged_chat).await?;
-            n.add(o, m.spent())?;
-        }
-        let c = OPEN_CONNECTIONS;
-        let (o, _) = d.take()?;
-        open_late.push(("direct", o.late, o.ok + o.errors));
-        rows.push(row(&open_name, "direct", c, &o, None));
-        let (o, spent) = b.take()?;
-        open_late.push(("baseline proxy", o.late, o.ok + o.errors));
-        rows.push(row_cpu(&open_name, "baseline proxy", c, &o, spent));
-        let (o, spent) = n.take()?;
-        open_late.push(("data plane", o.late, o.ok + o.errors));
-        rows.push(row_cpu(&open_name, "data plane", c, &o, spent));
+        open_late.push((row.path, late, sent));
+        rows.push(row);
     }
     progress(started, "chat points (c=1, 16, 64; open loop)");
     // Logging cost: the same load with and without `x-bt-parent` (without it, usage records
     // only, no payloads).
     let c = 16;
-    let mut unlogged = logged_chat.clone();
-    unlogged.headers.retain(|(k, _)| k != "x-bt-parent");
     // Interleaved in four slices each (with, without, with, …) and pooled, so drift in the
     // machine's speed falls on both sides alike.
     let slice = dur / SLICES;
@@ -1405,9 +1407,7 @@ async fn main() -> Result<(), Error> {
         let added = |r: &Row, q: fn(&Row) -> u64| q(r).saturating_sub(q(x));
         let late: Vec<String> = open_late
             .iter()
-            .map(|(p, late, sent)| {
-                format!("{p} {:.1}%", *late as f64 * 100.0 / (*sent).max(1) as f64)
-            })
+            .map(|(p, late, sent)| format!("{p} {:.1}%", late_share(*late, *sent)))
             .collect();
         checks.push((
             format!("added latency, open loop at {open_rate:.0} requests/s (reported)"),
