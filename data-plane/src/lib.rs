@@ -10,6 +10,7 @@ pub mod entry;
 pub mod envconf;
 pub mod error;
 pub mod httpclient;
+pub mod listen;
 pub mod logship;
 pub mod metrics;
 pub mod netguard;

@@ -172,19 +172,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     let sync = tokio::spawn(syncer.run(shutdown.clone()));
     let shipper = tokio::spawn(shipper.run(ship_stop.clone()));
     let app = crate::server::router(node.clone());
-    let sd = shutdown.clone();
-    let server = tokio::spawn(async move {
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { sd.cancelled().await })
-            .await
-        {
-            tracing::error!(error = %e, "proxy server failed");
-        }
-    });
+    let server = tokio::spawn(crate::listen::serve(listener, app, shutdown.clone()));
     tracing::info!(addr = %addr, node_id = %node.cfg.node_id, "data-plane node listening");
     Ok(RunningNode {
         addr,
