@@ -71,6 +71,32 @@ async fn chat_completion_through_an_org_key() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    // HTTP/2 without TLS (prior knowledge) is served too, several calls on one connection.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for i in 0..3 {
+        let r = h2
+            .post(node.url("/v1/proxy/chat/completions"))
+            .bearer_auth(&key)
+            .header("x-bt-use-cache", "never")
+            .json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": format!("h2 {i}")}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(
+            v["choices"][0]["message"]["content"],
+            "Hello from the fake!"
+        );
+        assert_eq!(
+            fake.last().unwrap().body["messages"][0]["content"],
+            format!("h2 {i}")
+        );
+    }
 }
 
 #[tokio::test]
