@@ -209,32 +209,32 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_wake_during_the_poll_is_a_repoll_not_a_task_wake() {
+    /// Polls, once, a future that wakes itself during its first `left` polls: whether it was
+    /// ready, how often it was polled, how often its task was woken.
+    fn poll_self_waking(left: u32) -> (bool, usize, usize) {
         let (count, waker) = counting();
         let polls = Arc::new(AtomicUsize::new(0));
         let mut f = NoSelfWake::new(SelfWaking {
-            left: 3,
+            left,
             polls: polls.clone(),
         });
         let r = Pin::new(&mut f).poll(&mut Context::from_waker(&waker));
-        assert!(r.is_ready());
-        assert_eq!(polls.load(Ordering::SeqCst), 4);
-        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        (
+            r.is_ready(),
+            polls.load(Ordering::SeqCst),
+            count.0.load(Ordering::SeqCst),
+        )
+    }
+
+    #[test]
+    fn a_wake_during_the_poll_is_a_repoll_not_a_task_wake() {
+        assert_eq!(poll_self_waking(3), (true, 4, 0));
     }
 
     #[test]
     fn a_future_that_keeps_waking_itself_still_yields_to_the_runtime() {
-        let (count, waker) = counting();
-        let polls = Arc::new(AtomicUsize::new(0));
-        let mut f = NoSelfWake::new(SelfWaking {
-            left: 100,
-            polls: polls.clone(),
-        });
-        let r = Pin::new(&mut f).poll(&mut Context::from_waker(&waker));
-        assert!(r.is_pending());
-        assert_eq!(polls.load(Ordering::SeqCst), MAX_REPOLLS as usize + 1);
-        assert_eq!(count.0.load(Ordering::SeqCst), 1, "handed back as a yield");
+        // Polled 1 + MAX_REPOLLS times, then handed back to the runtime as a yield (one wake).
+        assert_eq!(poll_self_waking(100), (false, MAX_REPOLLS as usize + 1, 1));
     }
 
     /// Stores the waker it was polled with and is ready once told.
