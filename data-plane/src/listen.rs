@@ -54,7 +54,9 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
         let svc = TowerToHyperService::new(app.clone());
         let stop = shutdown.clone();
         conns.spawn(NoSelfWake::new(async move {
-            let builder = Builder::new(TokioExecutor::new());
+            let mut builder = Builder::new(TokioExecutor::new());
+            // As axum::serve: extended CONNECT (RFC 8441, WebSockets over HTTP/2).
+            builder.http2().enable_connect_protocol();
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
@@ -116,14 +118,33 @@ impl Wake for Shared {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        match self
-            .state
-            .compare_exchange(POLLING, WOKEN, Ordering::AcqRel, Ordering::Acquire)
-        {
-            // Being polled: the poll loop sees WOKEN and polls again.
-            Ok(_) | Err(WOKEN) => {}
-            // Not being polled: wake the task.
-            Err(_) => self.task.wake(),
+        // Every wake that does not go to the task writes the state (a read-modify-write, even
+        // WOKEN -> WOKEN), and the poll loop enters each poll with one too (`swap`): all
+        // changes to the state are then in one order, so a wake that finds WOKEN comes before
+        // the next poll begins (which therefore sees what the waker did before waking), and one
+        // that comes after finds POLLING and sets WOKEN. With a plain load here and a plain
+        // store there, a wake could see the previous poll's WOKEN while the next poll missed
+        // its event: lost.
+        loop {
+            match self
+                .state
+                .compare_exchange(POLLING, WOKEN, Ordering::AcqRel, Ordering::Acquire)
+            {
+                // Being polled: the poll loop sees WOKEN and polls again.
+                Ok(_) => return,
+                Err(WOKEN) => {
+                    if self
+                        .state
+                        .compare_exchange(WOKEN, WOKEN, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        return;
+                    }
+                    // The loop moved on (to POLLING or IDLE) meanwhile: decide again.
+                }
+                // Not being polled: wake the task.
+                Err(_) => return self.task.wake(),
+            }
         }
     }
 }
@@ -151,7 +172,7 @@ impl<F: Future> Future for NoSelfWake<F> {
         this.shared.task.register(cx.waker());
         let mut inner_cx = Context::from_waker(&this.waker);
         for _ in 0..=MAX_REPOLLS {
-            this.shared.state.store(POLLING, Ordering::Release);
+            this.shared.state.swap(POLLING, Ordering::AcqRel);
             if let Poll::Ready(out) = this.inner.as_mut().poll(&mut inner_cx) {
                 this.shared.state.store(IDLE, Ordering::Release);
                 return Poll::Ready(out);
@@ -282,6 +303,43 @@ mod tests {
                 .poll(&mut Context::from_waker(&waker))
                 .is_ready()
         );
+    }
+
+    /// On its first poll, has another thread wake it `wakes` times and waits for that before
+    /// returning Pending; ready on the next poll.
+    struct WokenFromElsewhere {
+        wakes: usize,
+        polls: usize,
+    }
+    impl Future for WokenFromElsewhere {
+        type Output = usize;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
+            self.polls += 1;
+            if self.polls > 1 {
+                return Poll::Ready(self.polls);
+            }
+            let w = cx.waker().clone();
+            let n = self.wakes;
+            std::thread::spawn(move || {
+                for _ in 0..n {
+                    w.wake_by_ref();
+                }
+            })
+            .join()
+            .unwrap();
+            Poll::Pending
+        }
+    }
+
+    #[test]
+    fn wakes_from_another_thread_during_the_poll_are_a_repoll() {
+        for wakes in [1, 2, 5] {
+            let (count, waker) = counting();
+            let mut f = NoSelfWake::new(WokenFromElsewhere { wakes, polls: 0 });
+            let r = Pin::new(&mut f).poll(&mut Context::from_waker(&waker));
+            assert_eq!(r, Poll::Ready(2), "{wakes} wakes");
+            assert_eq!(count.0.load(Ordering::SeqCst), 0, "{wakes} wakes");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
