@@ -59,16 +59,14 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
             builder.http2().enable_connect_protocol();
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
             let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::trace!(error = %e, "connection ended with an error");
-                    }
-                    return;
+            let ended = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
                 }
-                _ = stop.cancelled() => conn.as_mut().graceful_shutdown(),
-            }
-            if let Err(e) = conn.await {
+            };
+            if let Err(e) = ended {
                 tracing::trace!(error = %e, "connection ended with an error");
             }
         }));
