@@ -121,6 +121,18 @@ const _: () = assert!(SQLITE_WRITE_WAIT.as_millis() == 5000);
 /// How a SQLite transaction that may write begins (see `Db::begin`).
 const SQLITE_BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
+/// What every SQLite connection runs first, the pool's and log ingest's own alike. 16 KiB
+/// pages for a new file (an existing one keeps its size): a quarter of the WAL frames and
+/// write calls per ingested batch; measured with `BENCH_ONLY=ingest` (bench/README),
+/// control-plane CPU per usage record −9% (mean of 7 interleaved pairs).
+const SQLITE_PRAGMAS: [&str; 5] = [
+    "PRAGMA page_size = 16384",
+    "PRAGMA journal_mode = WAL",
+    BUSY_TIMEOUT_PRAGMA,
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA synchronous = NORMAL",
+];
+
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
@@ -133,6 +145,33 @@ pub struct Db {
     /// transaction (`begin`) and log retention's deletes take turns here instead, first come
     /// first served. Unused on PostgreSQL.
     write_turns: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// SQLite: log ingest's own connection, sqlx's SQLite driver without the `Any` layer
+    /// (`Db::sqlite_ingest`), kept between batches; empty until first used or after an error.
+    ingest_conn: std::sync::Arc<std::sync::Mutex<Option<sqlx::SqliteConnection>>>,
+}
+
+/// Log ingest's write transaction on SQLite (`Db::sqlite_ingest`): its own connection and this
+/// process's write turn, held until it is dropped or finished.
+pub struct SqliteIngest {
+    conn: sqlx::SqliteConnection,
+    slot: std::sync::Arc<std::sync::Mutex<Option<sqlx::SqliteConnection>>>,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl SqliteIngest {
+    /// Begins the write transaction (`BEGIN IMMEDIATE`, as `Db::begin`).
+    pub async fn begin(&mut self) -> DbResult<sqlx::Transaction<'_, sqlx::Sqlite>> {
+        Ok(sqlx::Connection::begin_with(&mut self.conn, SQLITE_BEGIN_WRITE).await?)
+    }
+
+    /// Keeps the connection for the next batch. Only after a commit: one left by an error is
+    /// dropped instead (closing it rolls back whatever it had begun), and the next batch opens
+    /// a new one.
+    pub fn finish(self) {
+        if let Ok(mut slot) = self.slot.lock() {
+            *slot = Some(self.conn);
+        }
+    }
 }
 
 impl std::fmt::Debug for Db {
@@ -152,6 +191,14 @@ impl Db {
         } else {
             return Err("AIPROXY_DATABASE_URL: expected sqlite://… or postgres://…".into());
         };
+        if backend == Backend::Sqlite && sqlite_path(url).is_none() {
+            // Each pooled connection (and log ingest's own) would see a database of its own.
+            return Err(
+                "AIPROXY_DATABASE_URL: an in-memory SQLite database cannot be shared by the \
+                 control plane's connections; name a file, e.g. sqlite://data/aiproxy.db?mode=rwc"
+                    .into(),
+            );
+        }
         if backend == Backend::Sqlite
             && let Some(dir) = sqlite_path(url)
                 .and_then(|p| std::path::Path::new(&p).parent().map(|d| d.to_path_buf()))
@@ -167,23 +214,9 @@ impl Db {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // 16 KiB pages for a new file (an existing one keeps its size):
-                        // a quarter of the WAL frames and write calls per ingested batch;
-                        // measured with `BENCH_ONLY=ingest` (bench/README), control-plane
-                        // CPU per usage record −9% (mean of 7 interleaved pairs).
-                        sqlx::query("PRAGMA page_size = 16384")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA journal_mode = WAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query(BUSY_TIMEOUT_PRAGMA).execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA foreign_keys = ON")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA synchronous = NORMAL")
-                            .execute(&mut *conn)
-                            .await?;
+                        for pragma in SQLITE_PRAGMAS {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
                     }
                     Ok(())
                 })
@@ -199,6 +232,7 @@ impl Db {
             backend,
             url: data_plane::secret::Secret::new(url),
             write_turns: Default::default(),
+            ingest_conn: Default::default(),
         })
     }
 
@@ -236,15 +270,7 @@ impl Db {
     pub async fn begin(&self) -> DbResult<Tx> {
         Ok(match self.backend {
             Backend::Sqlite => {
-                let turn =
-                    tokio::time::timeout(SQLITE_WRITE_WAIT, self.write_turns.clone().lock_owned())
-                        .await
-                        .map_err(|_| {
-                            DbError::Unavailable(format!(
-                                "database is busy: no write turn within {} s",
-                                SQLITE_WRITE_WAIT.as_secs()
-                            ))
-                        })?;
+                let turn = self.owned_write_turn().await?;
                 Tx {
                     inner: self.pool.begin_with(SQLITE_BEGIN_WRITE).await?,
                     _turn: Some(turn),
@@ -254,6 +280,50 @@ impl Db {
                 inner: self.pool.begin().await?,
                 _turn: None,
             },
+        })
+    }
+
+    /// This process's write turn, waiting at most `SQLITE_WRITE_WAIT` for it.
+    async fn owned_write_turn(&self) -> DbResult<tokio::sync::OwnedMutexGuard<()>> {
+        tokio::time::timeout(SQLITE_WRITE_WAIT, self.write_turns.clone().lock_owned())
+            .await
+            .map_err(|_| {
+                DbError::Unavailable(format!(
+                    "database is busy: no write turn within {} s",
+                    SQLITE_WRITE_WAIT.as_secs()
+                ))
+            })
+    }
+
+    /// SQLite: the write turn and log ingest's own connection (opened on first use, with the
+    /// pool's pragmas). Ingest writes through sqlx's SQLite driver directly: through `Any`
+    /// every text argument was copied once more and allocated twice more on its way to SQLite
+    /// (`sqlx_sqlite::any::map_arguments`), for the payloads too. The connection is used only
+    /// while the write turn is held, so it is never shared.
+    pub async fn sqlite_ingest(&self) -> DbResult<SqliteIngest> {
+        let turn = self.owned_write_turn().await?;
+        let kept = self
+            .ingest_conn
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take());
+        let conn = match kept {
+            Some(conn) => conn,
+            None => {
+                use std::str::FromStr;
+                let opts = sqlx::sqlite::SqliteConnectOptions::from_str(self.url.expose())?;
+                let mut conn =
+                    <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts).await?;
+                for pragma in SQLITE_PRAGMAS {
+                    sqlx::query(pragma).execute(&mut conn).await?;
+                }
+                conn
+            }
+        };
+        Ok(SqliteIngest {
+            conn,
+            slot: self.ingest_conn.clone(),
+            _turn: turn,
         })
     }
 
@@ -285,6 +355,14 @@ impl Db {
     }
 
     pub async fn close(&self) {
+        let ingest = self
+            .ingest_conn
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take());
+        if let Some(conn) = ingest {
+            let _ = sqlx::Connection::close(conn).await;
+        }
         self.pool.close().await;
     }
 }
@@ -293,8 +371,11 @@ fn sqlite_path(url: &str) -> Option<String> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next()?;
-    if path.is_empty() || path == ":memory:" {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty()
+        || path.contains(":memory:")
+        || query.split('&').any(|kv| kv == "mode=memory")
+    {
         None
     } else {
         Some(path.to_string())
@@ -383,6 +464,20 @@ mod tests {
             Some("./data/aiproxy.db")
         );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("sqlite://file::memory:?cache=shared"), None);
+        assert_eq!(sqlite_path("sqlite://x.db?mode=memory&cache=shared"), None);
+        assert_eq!(
+            sqlite_path("sqlite://x.db?mode=rwc").as_deref(),
+            Some("x.db")
+        );
+    }
+
+    #[tokio::test]
+    async fn in_memory_sqlite_is_refused_with_a_clear_error() {
+        for url in ["sqlite::memory:", "sqlite://x.db?mode=memory"] {
+            let err = Db::connect(url).await.unwrap_err();
+            assert!(err.contains("in-memory SQLite"), "{url}: {err}");
+        }
     }
 
     async fn pragma(db: &Db, name: &str) -> String {
@@ -471,6 +566,61 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(i(&r, "n").unwrap(), 111);
+    }
+
+    /// Log ingest's own SQLite connection: an ingest left without `finish` (an error part-way)
+    /// writes nothing and gives back the write turn; the next one opens a new connection, and
+    /// a finished one's connection is kept and its writes are seen by the pool.
+    #[tokio::test]
+    async fn an_abandoned_sqlite_ingest_writes_nothing_and_the_next_one_succeeds() {
+        let (_dir, db, _) = two_sqlite_pools().await;
+        sqlx::query("CREATE TABLE t (x BIGINT)")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let sum = || async {
+            let r = sqlx::query("SELECT COALESCE(SUM(x), 0) AS n FROM t")
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+            i(&r, "n").unwrap()
+        };
+        {
+            let mut ingest = db.sqlite_ingest().await.unwrap();
+            let mut tx = ingest.begin().await.unwrap();
+            sqlx::query("INSERT INTO t (x) VALUES (1)")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            // Dropped here without commit or finish, as `?` would.
+        }
+        assert!(db.ingest_conn.lock().unwrap().is_none());
+        for x in [10, 100] {
+            let mut ingest = tokio::time::timeout(Duration::from_secs(2), db.sqlite_ingest())
+                .await
+                .expect("the write turn was given back")
+                .unwrap();
+            let mut tx = ingest.begin().await.unwrap();
+            sqlx::query("INSERT INTO t (x) VALUES (?)")
+                .bind(x)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            ingest.finish();
+            assert!(db.ingest_conn.lock().unwrap().is_some());
+        }
+        assert_eq!(sum().await, 110);
+        // The pool still writes (SQLite's lock was released by the abandoned connection).
+        let mut tx = db.begin().await.unwrap();
+        sqlx::query("INSERT INTO t (x) VALUES (1000)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(sum().await, 1110);
+        db.close().await;
+        assert!(db.ingest_conn.lock().unwrap().is_none());
     }
 
     /// Write transactions of one process take turns in arrival order (SQLite's own waiting

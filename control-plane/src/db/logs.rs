@@ -90,9 +90,9 @@ fn insert_sql(rows: usize) -> String {
 }
 
 /// SQLite: inserts rows in one statement; rows whose id already exists are skipped. Returns how
-/// many were stored.
-pub async fn insert_batch<'e, E: Executor<'e, Database = Any>>(
-    e: E,
+/// many were stored. On log ingest's own connection (`Db::sqlite_ingest`), not through `Any`.
+pub async fn insert_batch(
+    conn: &mut sqlx::SqliteConnection,
     rows: impl ExactSizeIterator<Item = LogRow>,
 ) -> DbResult<u64> {
     if rows.len() == 0 {
@@ -100,8 +100,8 @@ pub async fn insert_batch<'e, E: Executor<'e, Database = Any>>(
     }
     // The arguments are sized up front (7,936 of them for 256 rows: grown one by one, their
     // buffer was reallocated and copied a dozen times), and the rows' strings move into them
-    // (no copy of the payloads here).
-    let mut args = sqlx::any::AnyArguments::default();
+    // (no copy of the payloads here; SQLite makes its own when they are bound).
+    let mut args = sqlx::sqlite::SqliteArguments::default();
     sqlx::Arguments::reserve(&mut args, rows.len() * NCOLS, 0);
     let mut q = sqlx::query_with(sqlx::AssertSqlSafe(insert_sql(rows.len())), args);
     for r in rows {
@@ -138,7 +138,7 @@ pub async fn insert_batch<'e, E: Executor<'e, Database = Any>>(
             .bind(r.input)
             .bind(r.output);
     }
-    Ok(q.execute(e).await?.rows_affected())
+    Ok(q.execute(conn).await?.rows_affected())
 }
 
 fn ttft_bucket(ttft_ms: i64) -> i64 {
@@ -600,10 +600,17 @@ pub fn period_marks(rows: &[LogRow]) -> Vec<(String, i64, i64)> {
 /// starts at a random one (below 2⁶², so increments never overflow) rather than at 1, so that a
 /// mark the job removed and ingest then made again does not look unchanged to a rollup that read
 /// the old one (`store_rollup` compares them).
-pub async fn mark_periods(
-    conn: &mut sqlx::AnyConnection,
+pub async fn mark_periods<DB>(
+    conn: &mut DB::Connection,
     marks: &[(String, i64, i64)],
-) -> DbResult<()> {
+) -> DbResult<()>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+{
     for chunk in marks.chunks(100) {
         let mut sql = String::from("INSERT INTO usage_dirty (org_id, level, period, gen) VALUES ");
         let first_gen = 3 * chunk.len() + 1;
