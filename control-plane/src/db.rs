@@ -191,21 +191,19 @@ impl Db {
         } else {
             return Err("AIPROXY_DATABASE_URL: expected sqlite://… or postgres://…".into());
         };
-        if backend == Backend::Sqlite && sqlite_path(url).is_none() {
-            // Each pooled connection (and log ingest's own) would see a database of its own.
-            return Err(
+        if backend == Backend::Sqlite {
+            // In memory, each pooled connection (and log ingest's own) would see a database
+            // of its own.
+            let path = sqlite_path(url).ok_or(
                 "AIPROXY_DATABASE_URL: an in-memory SQLite database cannot be shared by the \
-                 control plane's connections; name a file, e.g. sqlite://data/aiproxy.db?mode=rwc"
-                    .into(),
-            );
-        }
-        if backend == Backend::Sqlite
-            && let Some(dir) = sqlite_path(url)
-                .and_then(|p| std::path::Path::new(&p).parent().map(|d| d.to_path_buf()))
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                 control plane's connections; name a file, e.g. sqlite://data/aiproxy.db?mode=rwc",
+            )?;
+            if let Some(dir) = std::path::Path::new(&path).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            }
         }
         let opts = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
