@@ -188,7 +188,9 @@ struct BaselineProcess {
 impl BaselineProcess {
     fn start(upstream: SocketAddr) -> Result<BaselineProcess, Error> {
         use std::io::BufRead;
-        let mut child = Command::new(std::env::current_exe()?)
+        // BENCH_BASELINE_WRAP runs it under a tool, as BENCH_NODE_WRAP the node.
+        let (mut cmd, _) = wrapped("BENCH_BASELINE_WRAP", &std::env::current_exe()?);
+        let mut child = cmd
             .args(["--baseline", &upstream.to_string()])
             .stdout(Stdio::piped())
             .spawn()?;
@@ -1094,10 +1096,12 @@ async fn main() -> Result<(), Error> {
         // runs with different counts give instructions per request by difference.
         let n = env_u64("BENCH_COUNT", 2000);
         // BENCH_COUNT_CONCURRENCY (default 4); BENCH_COUNT_VIA=baseline sends them through the
-        // baseline proxy instead (for tools attached to its process, e.g. `perf stat -p`).
+        // baseline proxy instead (for tools attached to its process, e.g. `perf stat -p`), and
+        // BENCH_COUNT_VIA=unlogged to the node without `x-bt-parent` (the logging A/B's other side).
         let c = env_u64("BENCH_COUNT_CONCURRENCY", 4).max(1) as usize;
         let target = match std::env::var("BENCH_COUNT_VIA").as_deref() {
             Ok("baseline") => &via_base,
+            Ok("unlogged") => &unlogged,
             _ => &logged_chat,
         };
         println!("node pid {node_pid}, baseline pid {base_pid}");
@@ -1105,6 +1109,9 @@ async fn main() -> Result<(), Error> {
         // Let the shipper send its last batch before the node stops.
         tokio::time::sleep(Duration::from_millis(500)).await;
         terminate(node_pid).await;
+        if std::env::var_os("BENCH_BASELINE_WRAP").is_some() {
+            terminate(base_pid).await;
+        }
         println!(
             "sent {n}: {} ok, {} errors; {:.0} req/s, p50 {} µs, p99 {} µs, p99.9 {} µs",
             o.ok,
