@@ -1112,6 +1112,11 @@ async fn main() -> Result<(), Error> {
         if std::env::var_os("BENCH_BASELINE_WRAP").is_some() {
             terminate(base_pid).await;
         }
+        if std::env::var_os("BENCH_CP_WRAP").is_some() {
+            // The control plane's cost of storing those requests' records, the same way.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            terminate(cp_pid).await;
+        }
         println!(
             "sent {n}: {} ok, {} errors; {:.0} req/s, p50 {} µs, p99 {} µs, p99.9 {} µs",
             o.ok,

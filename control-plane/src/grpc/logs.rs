@@ -219,6 +219,21 @@ mod tests {
         }
     }
 
+    /// NULs anywhere (in a short text, or deep in a long payload) become U+FFFD; a text over the bound is cut on a character boundary.
+    #[test]
+    fn clip_replaces_nuls_and_cuts_on_a_character_boundary() {
+        assert_eq!(clip("a\0b".into(), 64), "a\u{FFFD}b");
+        assert_eq!(clip("plain".into(), 64), "plain");
+        let long = format!("{}\0{}", "x".repeat(1000), "y".repeat(1000));
+        let clipped = clip(long, 1 << 20);
+        assert_eq!(clipped.len(), 2000 + '\u{FFFD}'.len_utf8());
+        assert_eq!(&clipped[1000..1003], "\u{FFFD}");
+        assert!(!clipped.contains('\0'));
+        // "é" is two bytes: a bound inside it cuts before it.
+        assert_eq!(clip("aé".into(), 2), "a");
+        assert_eq!(clip("aéb".into(), 3), "aé");
+    }
+
     /// A batch larger than one SQLite INSERT statement goes in several statements of one
     /// transaction; a resend overlapping what is stored stores only the new records, across
     /// the statements' boundaries.
