@@ -219,7 +219,8 @@ mod tests {
         }
     }
 
-    /// NULs anywhere (in a short text, or deep in a long payload) become U+FFFD; a text over the bound is cut on a character boundary.
+    /// NULs anywhere (in a short text, or deep in a long payload) become U+FFFD; a text over
+    /// the bound is cut on a character boundary.
     #[test]
     fn clip_replaces_nuls_and_cuts_on_a_character_boundary() {
         assert_eq!(clip("a\0b".into(), 64), "a\u{FFFD}b");
