@@ -300,12 +300,7 @@ impl Db {
     /// while the write turn is held, so it is never shared.
     pub async fn sqlite_ingest(&self) -> DbResult<SqliteIngest> {
         let turn = self.owned_write_turn().await?;
-        let kept = self
-            .ingest_conn
-            .lock()
-            .ok()
-            .and_then(|mut slot| slot.take());
-        let conn = match kept {
+        let conn = match self.take_ingest_conn() {
             Some(conn) => conn,
             None => {
                 use std::str::FromStr;
@@ -352,13 +347,16 @@ impl Db {
         Ok(())
     }
 
-    pub async fn close(&self) {
-        let ingest = self
-            .ingest_conn
+    /// Log ingest's kept SQLite connection, taken out of its slot (`None` when none is kept).
+    fn take_ingest_conn(&self) -> Option<sqlx::SqliteConnection> {
+        self.ingest_conn
             .lock()
             .ok()
-            .and_then(|mut slot| slot.take());
-        if let Some(conn) = ingest {
+            .and_then(|mut slot| slot.take())
+    }
+
+    pub async fn close(&self) {
+        if let Some(conn) = self.take_ingest_conn() {
             let _ = sqlx::Connection::close(conn).await;
         }
         self.pool.close().await;
