@@ -1,9 +1,11 @@
 //! Request logs and usage records: written in batches by log ingest (idempotent by record id),
 //! read by the logs and usage APIs, trimmed by retention.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
-use sqlx::{Any, Executor};
+use sqlx::{Any, Arguments as _, Executor};
 
 use super::{DbResult, i, os, s};
 
@@ -101,44 +103,63 @@ pub async fn insert_batch(
     // The arguments are sized up front (7,936 of them for 256 rows: grown one by one, their
     // buffer was reallocated and copied a dozen times), and the rows' strings move into them
     // (no copy of the payloads here; SQLite makes its own when they are bound).
+    let n = rows.len();
     let mut args = sqlx::sqlite::SqliteArguments::default();
-    sqlx::Arguments::reserve(&mut args, rows.len() * NCOLS, 0);
-    let mut q = sqlx::query_with(sqlx::AssertSqlSafe(insert_sql(rows.len())), args);
+    args.reserve(n * NCOLS, 0);
     for r in rows {
-        q = q
-            .bind(r.id)
-            .bind(r.org_id)
-            .bind(r.project_id)
-            .bind(r.api_key_id)
-            .bind(r.model)
-            .bind(r.provider_type)
-            .bind(r.credential_name)
-            .bind(r.route)
-            .bind(r.status)
-            .bind(r.error_type)
-            .bind(r.error_message)
-            .bind(r.prompt_tokens)
-            .bind(r.completion_tokens)
-            .bind(r.cached_tokens)
-            .bind(r.cache_write_tokens)
-            .bind(r.reasoning_tokens)
-            .bind(r.cost_usd)
-            .bind(r.latency_ms)
-            .bind(r.ttft_ms)
-            .bind(latency_bucket(r.latency_ms.max(0) as u64))
-            .bind(ttft_bucket(r.ttft_ms))
-            .bind(r.attempts)
-            .bind(i64::from(r.cache_hit))
-            .bind(i64::from(r.stream))
-            .bind(r.started_at)
-            .bind(r.finished_at)
-            .bind(r.node_id)
-            .bind(r.request_id)
-            .bind(r.attempts_json)
-            .bind(r.input)
-            .bind(r.output);
+        add_row(&mut args, r).map_err(sqlx::Error::Encode)?;
     }
+    // A whole chunk's statement (20 KB of text) is built once, not per statement.
+    let sql = if n == SQLITE_ROWS_PER_INSERT {
+        Cow::Borrowed(FULL_INSERT_SQL.as_str())
+    } else {
+        Cow::Owned(insert_sql(n))
+    };
+    let q = sqlx::query_with(sqlx::AssertSqlSafe(sql), args);
     Ok(q.execute(conn).await?.rows_affected())
+}
+
+/// The SQLite INSERT statement for a whole chunk of `SQLITE_ROWS_PER_INSERT` rows.
+static FULL_INSERT_SQL: LazyLock<String> = LazyLock::new(|| insert_sql(SQLITE_ROWS_PER_INSERT));
+
+/// One row's values, in `COLS` order, added to the arguments directly (`Query::bind` would move
+/// the whole query in and out for each of the 31).
+fn add_row(
+    args: &mut sqlx::sqlite::SqliteArguments,
+    r: LogRow,
+) -> Result<(), sqlx::error::BoxDynError> {
+    args.add(r.id)?;
+    args.add(r.org_id)?;
+    args.add(r.project_id)?;
+    args.add(r.api_key_id)?;
+    args.add(r.model)?;
+    args.add(r.provider_type)?;
+    args.add(r.credential_name)?;
+    args.add(r.route)?;
+    args.add(r.status)?;
+    args.add(r.error_type)?;
+    args.add(r.error_message)?;
+    args.add(r.prompt_tokens)?;
+    args.add(r.completion_tokens)?;
+    args.add(r.cached_tokens)?;
+    args.add(r.cache_write_tokens)?;
+    args.add(r.reasoning_tokens)?;
+    args.add(r.cost_usd)?;
+    args.add(r.latency_ms)?;
+    args.add(r.ttft_ms)?;
+    args.add(latency_bucket(r.latency_ms.max(0) as u64))?;
+    args.add(ttft_bucket(r.ttft_ms))?;
+    args.add(r.attempts)?;
+    args.add(i64::from(r.cache_hit))?;
+    args.add(i64::from(r.stream))?;
+    args.add(r.started_at)?;
+    args.add(r.finished_at)?;
+    args.add(r.node_id)?;
+    args.add(r.request_id)?;
+    args.add(r.attempts_json)?;
+    args.add(r.input)?;
+    args.add(r.output)?;
+    Ok(())
 }
 
 fn ttft_bucket(ttft_ms: i64) -> i64 {
