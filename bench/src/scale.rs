@@ -299,8 +299,36 @@ pub async fn time_usage_queries(
     Ok((queries, requests))
 }
 
-/// Sends `rows` records made by `make(i)` over `LogService.Ingest` in batches of 2,000, as a
-/// node does, and waits for every acknowledgement; returns the seconds taken.
+/// Batch sizes for `rows` records: `BENCH_INGEST_BATCH` is one size (default 2,000, what a busy
+/// node sends) or `MIN-MAX`, sizes taken evenly from that range in a fixed pseudo-random order
+/// (what nodes at a few hundred requests per second send: whatever gathered in a second).
+fn batch_sizes(rows: u64) -> Result<Vec<u64>, Error> {
+    let spec = std::env::var("BENCH_INGEST_BATCH").unwrap_or_else(|_| "2000".into());
+    let bad = || format!("BENCH_INGEST_BATCH={spec}: want N or MIN-MAX within 1..=5000");
+    let parse = |v: &str| v.trim().parse::<u64>().map_err(|_| bad());
+    let (lo, hi) = match spec.split_once('-') {
+        Some((a, b)) => (parse(a)?, parse(b)?),
+        None => (parse(&spec)?, parse(&spec)?),
+    };
+    if lo == 0 || hi < lo || hi > 5_000 {
+        return Err(bad().into());
+    }
+    let mut sizes = Vec::new();
+    let (mut left, mut x) = (rows, 0x2545_f491_4f6c_dd1d_u64);
+    while left > 0 {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let n = (lo + (x >> 33) % (hi - lo + 1)).min(left);
+        sizes.push(n);
+        left -= n;
+    }
+    Ok(sizes)
+}
+
+/// Sends `rows` records made by `make(i)` over `LogService.Ingest` in batches (of 2,000 unless
+/// `BENCH_INGEST_BATCH` says otherwise), as a node does, and waits for every acknowledgement;
+/// returns the seconds taken.
 async fn send_records(
     stack: &Stack,
     rows: u64,
@@ -310,17 +338,17 @@ async fn send_records(
         .connect()
         .await?;
     let mut client = pb::log_service_client::LogServiceClient::new(channel);
-    const BATCH: u64 = 2_000;
+    let sizes = batch_sizes(rows)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::LogBatch>(4);
     let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
     req.metadata_mut()
         .insert("authorization", format!("Bearer {}", stack.token).parse()?);
     let t0 = Instant::now();
     let mut acks = client.ingest(req).await?.into_inner();
+    let to_send = sizes.clone();
     let producer = tokio::spawn(async move {
         let mut i: u64 = 0;
-        while i < rows {
-            let n = BATCH.min(rows - i);
+        for n in to_send {
             let records = (i..i + n).map(&make).collect();
             i += n;
             let b = pb::LogBatch {
@@ -333,14 +361,12 @@ async fn send_records(
             }
         }
     });
-    let mut acked = 0u64;
-    while acked < rows {
+    for n in sizes {
         match acks.next().await {
             Some(Ok(a)) => {
-                if a.stored as u64 + a.duplicates as u64 != BATCH.min(rows - acked) {
-                    return Err(format!("ingest stored {} of a batch", a.stored).into());
+                if a.stored as u64 + a.duplicates as u64 != n {
+                    return Err(format!("ingest stored {} of a batch of {n}", a.stored).into());
                 }
-                acked += BATCH.min(rows - acked);
             }
             Some(Err(s)) => return Err(format!("ingest: {}", s.message()).into()),
             None => return Err("ingest stream ended early".into()),
