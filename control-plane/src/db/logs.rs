@@ -71,6 +71,22 @@ const NCOLS: usize = 31;
 /// records, 3 interleaved runs each), SQLite's JSON extraction being dearer than the binds.
 pub const SQLITE_ROWS_PER_INSERT: usize = 256;
 
+/// SQLite: the row counts an INSERT may have. A batch goes as whole chunks of 256 rows and its
+/// remainder as the largest of the smaller sizes that fit, so at most 12 more statements and 5
+/// statement shapes in all. sqlx prepares each shape once per connection and keeps it (100 at
+/// most); a remainder of any size from 1 to 255 as one statement was a shape of its own, and
+/// batches of varying sizes (a node sends what gathered in a second) kept preparing new ones —
+/// ≈2 ms for a 200-row INSERT, most of the cost of ingesting it — and evicting each other.
+const SQLITE_CHUNK_ROWS: [usize; 5] = [SQLITE_ROWS_PER_INSERT, 64, 16, 4, 1];
+
+/// How many of `left` rows the next SQLite INSERT takes (one of `SQLITE_CHUNK_ROWS`).
+pub fn sqlite_chunk(left: usize) -> usize {
+    SQLITE_CHUNK_ROWS
+        .into_iter()
+        .find(|&c| c <= left)
+        .unwrap_or(1)
+}
+
 /// The SQLite INSERT statement for `rows` rows.
 fn insert_sql(rows: usize) -> String {
     let mut sql = format!("INSERT INTO request_logs ({COLS}) VALUES ");
@@ -109,18 +125,18 @@ pub async fn insert_batch(
     for r in rows {
         add_row(&mut args, r).map_err(sqlx::Error::Encode)?;
     }
-    // A whole chunk's statement (20 KB of text) is built once, not per statement.
-    let sql = if n == SQLITE_ROWS_PER_INSERT {
-        Cow::Borrowed(FULL_INSERT_SQL.as_str())
-    } else {
-        Cow::Owned(insert_sql(n))
+    // The statements of `SQLITE_CHUNK_ROWS` (20 KB of text for 256 rows) are built once.
+    let sql = match SQLITE_CHUNK_ROWS.iter().position(|&c| c == n) {
+        Some(i) => Cow::Borrowed(CHUNK_INSERT_SQL[i].as_str()),
+        None => Cow::Owned(insert_sql(n)),
     };
     let q = sqlx::query_with(sqlx::AssertSqlSafe(sql), args);
     Ok(q.execute(conn).await?.rows_affected())
 }
 
-/// The SQLite INSERT statement for a whole chunk of `SQLITE_ROWS_PER_INSERT` rows.
-static FULL_INSERT_SQL: LazyLock<String> = LazyLock::new(|| insert_sql(SQLITE_ROWS_PER_INSERT));
+/// The SQLite INSERT statements for the row counts of `SQLITE_CHUNK_ROWS`, in its order.
+static CHUNK_INSERT_SQL: LazyLock<[String; 5]> =
+    LazyLock::new(|| SQLITE_CHUNK_ROWS.map(insert_sql));
 
 /// One row's values, in `COLS` order, added to the arguments directly (`Query::bind` would move
 /// the whole query in and out for each of the 31).
@@ -1203,5 +1219,35 @@ mod tests {
             );
         }
         assert!(latency_bucket(0) >= 0);
+    }
+
+    /// Every batch size splits into statements of the few prepared shapes, whole chunks first,
+    /// with at most 12 statements beyond the whole chunks.
+    #[test]
+    fn batches_split_into_a_few_statement_shapes() {
+        for n in 1..=2_000usize {
+            let (mut left, mut sizes) = (n, Vec::new());
+            while left > 0 {
+                let c = sqlite_chunk(left);
+                assert!(
+                    SQLITE_CHUNK_ROWS.contains(&c) && c <= left,
+                    "{n}: {c} of {left}"
+                );
+                sizes.push(c);
+                left -= c;
+            }
+            assert!(sizes.is_sorted_by(|a, b| a >= b), "{n}: {sizes:?}");
+            let whole = n / SQLITE_ROWS_PER_INSERT;
+            assert_eq!(
+                sizes
+                    .iter()
+                    .filter(|&&c| c == SQLITE_ROWS_PER_INSERT)
+                    .count(),
+                whole
+            );
+            assert!(sizes.len() - whole <= 12, "{n}: {sizes:?}");
+        }
+        assert_eq!(sqlite_chunk(255), 64);
+        assert_eq!(sqlite_chunk(3), 1);
     }
 }

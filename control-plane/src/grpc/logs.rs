@@ -123,7 +123,8 @@ pub async fn store(
             let mut tx = ingest.begin().await?;
             let mut rows = rows.into_iter();
             while rows.len() > 0 {
-                let chunk = rows.by_ref().take(db::logs::SQLITE_ROWS_PER_INSERT);
+                let n = db::logs::sqlite_chunk(rows.len());
+                let chunk = rows.by_ref().take(n);
                 stored += db::logs::insert_batch(&mut tx, chunk).await?;
             }
             if stored > 0 {
