@@ -1131,7 +1131,7 @@ async fn main() -> Result<(), Error> {
     if std::env::var("BENCH_ONLY").as_deref() == Ok("ingest") {
         // The control plane's cost of ingesting usage records alone (no proxy traffic).
         let rows = env_u64("BENCH_USAGE_ROWS", 200_000);
-        let (rate, cpu) = scale::ingest_cost(&stack, cp_pid, rows).await?;
+        let (rate, cpu) = scale::ingest_cost(&stack, cp_pid, rows, &scale::batch_spec()).await?;
         println!(
             "ingested {rows} chat-shaped records: {rate:.0} records/s, control-plane CPU {cpu:.1} µs/record"
         );
@@ -1371,7 +1371,12 @@ async fn main() -> Result<(), Error> {
     // The control plane's ingest alone (after the usage queries: its records land in the
     // current hour, which the queries read from the logs).
     const INGEST_ROWS: u64 = 200_000;
-    let (ingest_rate, ingest_cpu) = scale::ingest_cost(&stack, cp_pid, INGEST_ROWS).await?;
+    let (ingest_rate, ingest_cpu) = scale::ingest_cost(&stack, cp_pid, INGEST_ROWS, "2000").await?;
+    // The same in the batches of a node at a few hundred requests per second.
+    const INGEST_VARIED_ROWS: u64 = 100_000;
+    const INGEST_VARIED_BATCHES: &str = "100-700";
+    let (varied_rate, varied_cpu) =
+        scale::ingest_cost(&stack, cp_pid, INGEST_VARIED_ROWS, INGEST_VARIED_BATCHES).await?;
     progress(started, "usage queries again, ingest cost");
     let (scale_fig, scale_rows) =
         scale_points(&mut stack, cp_pid, &logged_chat, &chat, dur, up).await?;
@@ -1614,7 +1619,7 @@ async fn main() -> Result<(), Error> {
             "| {g} | {ms:.0} | {n} | {busy_ms:.0} | {busy_n} |\n"
         ));
     }
-    md.push_str(&format!("\n## Ingest\n\n{INGEST_ROWS} usage records shaped like the chat points' (current time, request and response payloads logged), sent over `LogService.Ingest` as a node sends them, with no proxy traffic: {ingest_rate:.0} records/s, control-plane CPU {ingest_cpu:.1} µs per record.\n"));
+    md.push_str(&format!("\n## Ingest\n\n{INGEST_ROWS} usage records shaped like the chat points' (current time, request and response payloads logged), sent over `LogService.Ingest` as a node sends them, with no proxy traffic, in batches of 2,000 (a busy node's): {ingest_rate:.0} records/s, control-plane CPU {ingest_cpu:.1} µs per record. {INGEST_VARIED_ROWS} more in batches of {INGEST_VARIED_BATCHES} records (a node at a few hundred requests per second sends what gathered in a second): {varied_rate:.0} records/s, {varied_cpu:.1} µs per record.\n"));
     md.push_str(&format!("\n## Configuration at scale\n\n{} projects, {} project API keys and {} project credentials created through the REST API (8 clients) in {:.0} s. Snapshot build {:.0} ms (control plane), {:.1} MiB encoded; a new node connects, downloads, validates, indexes and serves it in {:.0} ms (apply {:.0} ms; medians of {} nodes started one after the other, each after 4 s of idle, applies {}; one more started right after the last stopped, on memory still mapped by the VM's host: ready in {:.0} ms, apply {:.0} ms — see bench/README.md); a running node applies one change in {:.0} ms (unchanged credentials kept). One change at this size reaches all nodes in p50 {:.0} ms / p99 {:.0} ms (20 changes). RSS: node {:.1} MiB, control plane {:.1} MiB.\n", scale_fig.projects, scale_fig.api_keys, scale_fig.credentials, scale_fig.seed_secs, scale_fig.build_ms, scale_fig.snapshot_bytes / 1048576.0, scale_fig.new_node_ready_ms, scale_fig.apply_ms, scale_fig.apply_samples_ms.len(), ms_list(&scale_fig.apply_samples_ms), scale_fig.warm_ready_ms, scale_fig.warm_apply_ms, scale_fig.change_apply_ms, scale_fig.propagation_p50_ms, scale_fig.propagation_p99_ms, scale_fig.node_rss_mib, scale_fig.cp_rss_mib));
     md.push_str("\nThe driver and the fake upstream share one process; the baseline proxy and the node run as processes of their own (tokio's default runtime each); all share the machine's 2 cores, so ratios are indicative.\n");
     let js = json!({
@@ -1624,7 +1629,8 @@ async fn main() -> Result<(), Error> {
         "fault_run": {"requests": fault.requests, "ok": fault.ok, "failed": fault.flapping.errors, "refused_by_flapping_key": fault.refused, "flips": fault.flips,
             "healthy_p50_us": fault.healthy.total.value_at_quantile(0.5), "healthy_p99_us": fault.healthy.total.value_at_quantile(0.99),
             "flapping_p50_us": fault.flapping.total.value_at_quantile(0.5), "flapping_p99_us": fault.flapping.total.value_at_quantile(0.99)},
-        "ingest": {"records": INGEST_ROWS, "records_per_sec": ingest_rate, "cp_cpu_us_per_record": ingest_cpu},
+        "ingest": {"records": INGEST_ROWS, "records_per_sec": ingest_rate, "cp_cpu_us_per_record": ingest_cpu,
+            "varied_batches": {"records": INGEST_VARIED_ROWS, "batch_sizes": INGEST_VARIED_BATCHES, "records_per_sec": varied_rate, "cp_cpu_us_per_record": varied_cpu}},
         "usage_query": {"rows": usage.rows, "ingest_secs": usage.ingest_secs, "rollup_secs": usage.rollup_secs, "queries_ms": usage.queries.iter().map(|(g, ms, n)| json!({"group_by": g, "median_ms": ms, "groups": n})).collect::<Vec<_>>(),
             "after_chat_points": {"requests_in_range": busy_requests, "queries_ms": busy_queries.iter().map(|(g, ms, n)| json!({"group_by": g, "median_ms": ms, "groups": n})).collect::<Vec<_>>()}},
         "config_scale": {"projects": scale_fig.projects, "api_keys": scale_fig.api_keys, "credentials": scale_fig.credentials, "seed_secs": scale_fig.seed_secs,

@@ -158,7 +158,7 @@ pub async fn usage_query(stack: &Stack, rows: u64) -> Result<UsageFigures, Error
         ("mistral-large-latest", "mistral"),
     ];
     let org = stack.org.clone();
-    let ingest_secs = send_records(stack, rows, move |i| {
+    let ingest_secs = send_records(stack, rows, &batch_spec(), move |i| {
         // Keys, projects and models independent of time (a hash of i): about one request per
         // key and model per hour, the worst case for rollups.
         let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
@@ -299,16 +299,20 @@ pub async fn time_usage_queries(
     Ok((queries, requests))
 }
 
-/// Batch sizes for `rows` records: `BENCH_INGEST_BATCH` is one size (default 2,000, what a busy
-/// node sends) or `MIN-MAX`, sizes taken evenly from that range in a fixed pseudo-random order
-/// (what nodes at a few hundred requests per second send: whatever gathered in a second).
-fn batch_sizes(rows: u64) -> Result<Vec<u64>, Error> {
-    let spec = std::env::var("BENCH_INGEST_BATCH").unwrap_or_else(|_| "2000".into());
+/// The batch sizes `BENCH_INGEST_BATCH` asks for (see `batch_sizes`); 2,000 if unset.
+pub fn batch_spec() -> String {
+    std::env::var("BENCH_INGEST_BATCH").unwrap_or_else(|_| "2000".into())
+}
+
+/// Batch sizes for `rows` records: `spec` is one size (2,000 is what a busy node sends) or
+/// `MIN-MAX`, sizes taken evenly from that range in a fixed pseudo-random order (what nodes at a
+/// few hundred requests per second send: whatever gathered in a second).
+fn batch_sizes(rows: u64, spec: &str) -> Result<Vec<u64>, Error> {
     let bad = || format!("BENCH_INGEST_BATCH={spec}: want N or MIN-MAX within 1..=5000");
     let parse = |v: &str| v.trim().parse::<u64>().map_err(|_| bad());
     let (lo, hi) = match spec.split_once('-') {
         Some((a, b)) => (parse(a)?, parse(b)?),
-        None => (parse(&spec)?, parse(&spec)?),
+        None => (parse(spec)?, parse(spec)?),
     };
     if lo == 0 || hi < lo || hi > 5_000 {
         return Err(bad().into());
@@ -326,19 +330,20 @@ fn batch_sizes(rows: u64) -> Result<Vec<u64>, Error> {
     Ok(sizes)
 }
 
-/// Sends `rows` records made by `make(i)` over `LogService.Ingest` in batches (of 2,000 unless
-/// `BENCH_INGEST_BATCH` says otherwise), as a node does, and waits for every acknowledgement;
+/// Sends `rows` records made by `make(i)` over `LogService.Ingest` in batches of the sizes
+/// `batches` asks for (`batch_sizes`), as a node does, and waits for every acknowledgement;
 /// returns the seconds taken.
 async fn send_records(
     stack: &Stack,
     rows: u64,
+    batches: &str,
     make: impl Fn(u64) -> pb::UsageRecord + Send + 'static,
 ) -> Result<f64, Error> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", stack.grpc))?
         .connect()
         .await?;
     let mut client = pb::log_service_client::LogServiceClient::new(channel);
-    let sizes = batch_sizes(rows)?;
+    let sizes = batch_sizes(rows, batches)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::LogBatch>(4);
     let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
     req.metadata_mut()
@@ -378,8 +383,14 @@ async fn send_records(
 
 /// Control-plane cost of ingest alone: `rows` records shaped like the chat points' (the
 /// current time, one project and key, request and response payloads logged), sent as a node
-/// sends them; returns (records per second, control-plane CPU µs per record).
-pub async fn ingest_cost(stack: &Stack, cp_pid: u32, rows: u64) -> Result<(f64, f64), Error> {
+/// sends them in batches of the sizes `batches` asks for (`batch_sizes`); returns (records per
+/// second, control-plane CPU µs per record).
+pub async fn ingest_cost(
+    stack: &Stack,
+    cp_pid: u32,
+    rows: u64,
+    batches: &str,
+) -> Result<(f64, f64), Error> {
     let now_ms = now_ms();
     let org = stack.org.clone();
     let input =
@@ -389,7 +400,7 @@ pub async fn ingest_cost(stack: &Stack, cp_pid: u32, rows: u64) -> Result<(f64, 
     // Time-ordered ids, as a node's (UUIDv7), unique to this run.
     let prefix = format!("{:08x}", (now_ms / 1000) as u32);
     let cpu0 = crate::cpu_secs(cp_pid);
-    let secs = send_records(stack, rows, move |i| {
+    let secs = send_records(stack, rows, batches, move |i| {
         let started = now_ms + (i / 20) as i64;
         pb::UsageRecord {
             id: format!("{prefix}-0000-7000-8000-{i:012}"),
