@@ -476,6 +476,20 @@ mod tests {
         }
     }
 
+    /// Runs `sql` on `db`'s pool (a test's set-up).
+    async fn exec(db: &Db, sql: &'static str) {
+        sqlx::query(sql).execute(db.pool()).await.unwrap();
+    }
+
+    /// `SUM(x)` of the test table `t`, read through `db`'s pool (0 when empty).
+    async fn sum_x(db: &Db) -> i64 {
+        let r = sqlx::query("SELECT COALESCE(SUM(x), 0) AS n FROM t")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        i(&r, "n").unwrap()
+    }
+
     async fn pragma(db: &Db, name: &str) -> String {
         let r = sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA {name}")))
             .fetch_one(db.pool())
@@ -530,14 +544,8 @@ mod tests {
     #[tokio::test]
     async fn sqlite_write_transactions_survive_a_commit_from_another_connection() {
         let (_dir, a, b) = two_sqlite_pools().await;
-        sqlx::query("CREATE TABLE t (x BIGINT)")
-            .execute(a.pool())
-            .await
-            .unwrap();
-        sqlx::query("INSERT INTO t (x) VALUES (1)")
-            .execute(a.pool())
-            .await
-            .unwrap();
+        exec(&a, "CREATE TABLE t (x BIGINT)").await;
+        exec(&a, "INSERT INTO t (x) VALUES (1)").await;
         let mut tx = a.begin().await.unwrap();
         let r = sqlx::query("SELECT SUM(x) AS n FROM t")
             .fetch_one(&mut *tx)
@@ -557,11 +565,7 @@ mod tests {
             .unwrap();
         tx.commit().await.unwrap();
         other.await.unwrap().unwrap();
-        let r = sqlx::query("SELECT SUM(x) AS n FROM t")
-            .fetch_one(a.pool())
-            .await
-            .unwrap();
-        assert_eq!(i(&r, "n").unwrap(), 111);
+        assert_eq!(sum_x(&a).await, 111);
     }
 
     /// Log ingest's own SQLite connection: an ingest left without `finish` (an error part-way)
@@ -570,17 +574,7 @@ mod tests {
     #[tokio::test]
     async fn an_abandoned_sqlite_ingest_writes_nothing_and_the_next_one_succeeds() {
         let (_dir, db, _) = two_sqlite_pools().await;
-        sqlx::query("CREATE TABLE t (x BIGINT)")
-            .execute(db.pool())
-            .await
-            .unwrap();
-        let sum = || async {
-            let r = sqlx::query("SELECT COALESCE(SUM(x), 0) AS n FROM t")
-                .fetch_one(db.pool())
-                .await
-                .unwrap();
-            i(&r, "n").unwrap()
-        };
+        exec(&db, "CREATE TABLE t (x BIGINT)").await;
         {
             let mut ingest = db.sqlite_ingest().await.unwrap();
             let mut tx = ingest.begin().await.unwrap();
@@ -606,7 +600,7 @@ mod tests {
             ingest.finish();
             assert!(db.ingest_conn.lock().unwrap().is_some());
         }
-        assert_eq!(sum().await, 110);
+        assert_eq!(sum_x(&db).await, 110);
         // The pool still writes (SQLite's lock was released by the abandoned connection).
         let mut tx = db.begin().await.unwrap();
         sqlx::query("INSERT INTO t (x) VALUES (1000)")
@@ -614,7 +608,7 @@ mod tests {
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        assert_eq!(sum().await, 1110);
+        assert_eq!(sum_x(&db).await, 1110);
         db.close().await;
         assert!(db.ingest_conn.lock().unwrap().is_none());
     }
@@ -625,10 +619,11 @@ mod tests {
     #[tokio::test]
     async fn sqlite_write_transactions_take_turns_in_arrival_order() {
         let (_dir, a, _b) = two_sqlite_pools().await;
-        sqlx::query("CREATE TABLE t (seq INTEGER PRIMARY KEY AUTOINCREMENT, x BIGINT)")
-            .execute(a.pool())
-            .await
-            .unwrap();
+        exec(
+            &a,
+            "CREATE TABLE t (seq INTEGER PRIMARY KEY AUTOINCREMENT, x BIGINT)",
+        )
+        .await;
         let first = a.begin().await.unwrap();
         let mut waiting = Vec::new();
         for x in 1..=4i64 {
