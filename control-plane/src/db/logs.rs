@@ -81,7 +81,7 @@ pub const SQLITE_ROWS_PER_INSERT: usize = 256;
 const SQLITE_CHUNK_ROWS: [usize; 5] = [SQLITE_ROWS_PER_INSERT, 64, 16, 4, 1];
 
 /// How many of `left` rows the next SQLite INSERT takes (one of `SQLITE_CHUNK_ROWS`).
-pub fn sqlite_chunk(left: usize) -> usize {
+fn sqlite_chunk(left: usize) -> usize {
     SQLITE_CHUNK_ROWS
         .into_iter()
         .find(|&c| c <= left)
@@ -108,15 +108,24 @@ fn insert_sql(rows: usize) -> String {
     sql
 }
 
-/// SQLite: inserts rows in one statement; rows whose id already exists are skipped. Returns how
-/// many were stored. On log ingest's own connection (`Db::sqlite_ingest`), not through `Any`.
-pub async fn insert_batch(
+/// SQLite: inserts a batch's rows as INSERTs of `SQLITE_CHUNK_ROWS` rows; rows whose id already
+/// exists are skipped. Returns how many were stored. On log ingest's own connection
+/// (`Db::sqlite_ingest`), not through `Any`.
+pub async fn insert_sqlite(conn: &mut sqlx::SqliteConnection, rows: Vec<LogRow>) -> DbResult<u64> {
+    let mut stored = 0;
+    let mut rows = rows.into_iter();
+    while rows.len() > 0 {
+        let n = sqlite_chunk(rows.len());
+        stored += insert_statement(conn, rows.by_ref().take(n)).await?;
+    }
+    Ok(stored)
+}
+
+/// SQLite: inserts rows in one statement (see `insert_sqlite`).
+async fn insert_statement(
     conn: &mut sqlx::SqliteConnection,
     rows: impl ExactSizeIterator<Item = LogRow>,
 ) -> DbResult<u64> {
-    if rows.len() == 0 {
-        return Ok(0);
-    }
     // The arguments are sized up front (7,936 of them for 256 rows: grown one by one, their
     // buffer was reallocated and copied a dozen times), and the rows' strings move into them
     // (no copy of the payloads here; SQLite makes its own when they are bound).

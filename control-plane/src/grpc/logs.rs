@@ -115,32 +115,28 @@ pub async fn store(
     rows.extend(records.into_iter().filter_map(to_row));
     let invalid = total - rows.len() as u32;
     let marks = db::logs::period_marks(&rows);
-    let mut stored = 0u64;
-    match st.db().backend() {
+    let stored = match st.db().backend() {
         db::Backend::Postgres => {
             let mut tx = st.db().begin().await?;
-            stored = db::logs::insert_json_pg(&mut tx, &rows).await?;
+            let stored = db::logs::insert_json_pg(&mut tx, &rows).await?;
             if stored > 0 {
                 db::logs::mark_periods::<sqlx::Any>(&mut tx, &marks).await?;
             }
             tx.commit().await?;
+            stored
         }
         db::Backend::Sqlite => {
             let mut ingest = st.db().sqlite_ingest().await?;
             let mut tx = ingest.begin().await?;
-            let mut rows = rows.into_iter();
-            while rows.len() > 0 {
-                let n = db::logs::sqlite_chunk(rows.len());
-                let chunk = rows.by_ref().take(n);
-                stored += db::logs::insert_batch(&mut tx, chunk).await?;
-            }
+            let stored = db::logs::insert_sqlite(&mut tx, rows).await?;
             if stored > 0 {
                 db::logs::mark_periods::<sqlx::Sqlite>(&mut tx, &marks).await?;
             }
             tx.commit().await?;
             ingest.finish();
+            stored
         }
-    }
+    };
     if invalid > 0 {
         tracing::warn!(invalid, "dropped malformed usage records");
     }
