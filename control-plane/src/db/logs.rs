@@ -1,7 +1,6 @@
 //! Request logs and usage records: written in batches by log ingest (idempotent by record id),
 //! read by the logs and usage APIs, trimmed by retention.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
@@ -80,12 +79,13 @@ pub const SQLITE_ROWS_PER_INSERT: usize = 256;
 /// (≈1.5 ms; SQLite timed through Python's `sqlite3` on the build machine).
 const SQLITE_CHUNK_ROWS: [usize; 5] = [SQLITE_ROWS_PER_INSERT, 64, 16, 4, 1];
 
-/// How many of `left` rows the next SQLite INSERT takes (one of `SQLITE_CHUNK_ROWS`).
+/// The shape of the next SQLite INSERT for `left` rows: an index into `SQLITE_CHUNK_ROWS` (how
+/// many rows it takes) and `CHUNK_INSERT_SQL` (its statement).
 fn sqlite_chunk(left: usize) -> usize {
     SQLITE_CHUNK_ROWS
-        .into_iter()
-        .find(|&c| c <= left)
-        .unwrap_or(1)
+        .iter()
+        .position(|&c| c <= left)
+        .unwrap_or(SQLITE_CHUNK_ROWS.len() - 1)
 }
 
 /// The SQLite INSERT statement for `rows` rows.
@@ -115,36 +115,33 @@ pub async fn insert_sqlite(conn: &mut sqlx::SqliteConnection, rows: Vec<LogRow>)
     let mut stored = 0;
     let mut rows = rows.into_iter();
     while rows.len() > 0 {
-        let n = sqlite_chunk(rows.len());
-        stored += insert_statement(conn, rows.by_ref().take(n)).await?;
+        let shape = sqlite_chunk(rows.len());
+        let chunk = rows.by_ref().take(SQLITE_CHUNK_ROWS[shape]);
+        stored += insert_statement(conn, &CHUNK_INSERT_SQL[shape], chunk).await?;
     }
     Ok(stored)
 }
 
-/// SQLite: inserts rows in one statement (see `insert_sqlite`).
+/// SQLite: inserts rows in one statement, `sql` (built for their number; see `insert_sqlite`).
 async fn insert_statement(
     conn: &mut sqlx::SqliteConnection,
+    sql: &'static str,
     rows: impl ExactSizeIterator<Item = LogRow>,
 ) -> DbResult<u64> {
     // The arguments are sized up front (7,936 of them for 256 rows: grown one by one, their
     // buffer was reallocated and copied a dozen times), and the rows' strings move into them
     // (no copy of the payloads here; SQLite makes its own when they are bound).
-    let n = rows.len();
     let mut args = sqlx::sqlite::SqliteArguments::default();
-    args.reserve(n * NCOLS, 0);
+    args.reserve(rows.len() * NCOLS, 0);
     for r in rows {
         add_row(&mut args, r).map_err(sqlx::Error::Encode)?;
     }
-    // The statements of `SQLITE_CHUNK_ROWS` (20 KB of text for 256 rows) are built once.
-    let sql = match SQLITE_CHUNK_ROWS.iter().position(|&c| c == n) {
-        Some(i) => Cow::Borrowed(CHUNK_INSERT_SQL[i].as_str()),
-        None => Cow::Owned(insert_sql(n)),
-    };
     let q = sqlx::query_with(sqlx::AssertSqlSafe(sql), args);
     Ok(q.execute(conn).await?.rows_affected())
 }
 
-/// The SQLite INSERT statements for the row counts of `SQLITE_CHUNK_ROWS`, in its order.
+/// The SQLite INSERT statements for the row counts of `SQLITE_CHUNK_ROWS`, in its order, built
+/// once (20 KB of text for 256 rows).
 static CHUNK_INSERT_SQL: LazyLock<[String; 5]> =
     LazyLock::new(|| SQLITE_CHUNK_ROWS.map(insert_sql));
 
@@ -1238,7 +1235,7 @@ mod tests {
         for n in 1..=2_000usize {
             let (mut left, mut sizes) = (n, Vec::new());
             while left > 0 {
-                let c = sqlite_chunk(left);
+                let c = SQLITE_CHUNK_ROWS[sqlite_chunk(left)];
                 assert!(
                     SQLITE_CHUNK_ROWS.contains(&c) && c <= left,
                     "{n}: {c} of {left}"
@@ -1257,7 +1254,7 @@ mod tests {
             );
             assert!(sizes.len() - whole <= 12, "{n}: {sizes:?}");
         }
-        assert_eq!(sqlite_chunk(255), 64);
-        assert_eq!(sqlite_chunk(3), 1);
+        assert_eq!(SQLITE_CHUNK_ROWS[sqlite_chunk(255)], 64);
+        assert_eq!(SQLITE_CHUNK_ROWS[sqlite_chunk(3)], 1);
     }
 }
