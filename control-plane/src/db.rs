@@ -209,6 +209,12 @@ impl Db {
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(5))
+            // sqlx pings an idle connection before handing it out. For SQLite that is one more
+            // round trip to the connection's worker thread on every acquire, in the caller's
+            // path, and finds nothing the ping sqlx makes when the connection goes back to the
+            // pool has not already found (it drops a connection whose worker is gone); on
+            // PostgreSQL it finds connections the server or the network dropped while idle.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -499,6 +505,39 @@ mod tests {
         r.try_get::<String, _>(0)
             .or_else(|_| r.try_get::<i64, _>(0).map(|n| n.to_string()))
             .unwrap()
+    }
+
+    /// On SQLite the pool hands out an idle connection without pinging it first (one round trip
+    /// less per acquire); on PostgreSQL it pings, so a connection the server dropped while idle
+    /// is replaced instead of failing the next query.
+    #[tokio::test]
+    async fn idle_connections_are_tested_before_use_on_postgres_only() {
+        let t = crate::testing::TestDb::new().await;
+        let db = Db::connect(&t.url).await.unwrap();
+        let tested = db.pool().options().get_test_before_acquire();
+        if db.backend() == Backend::Sqlite {
+            assert!(!tested);
+            return;
+        }
+        assert!(tested);
+        let pid = |db: Db| async move {
+            let r = sqlx::query("SELECT pg_backend_pid()::BIGINT AS n")
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+            i(&r, "n").unwrap()
+        };
+        let first = pid(db.clone()).await;
+        // Another session ends that idle connection's server process.
+        let admin = sqlx::AnyPool::connect(&t.url).await.unwrap();
+        sqlx::query("SELECT pg_terminate_backend(CAST($1 AS INTEGER))")
+            .bind(first)
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let second = pid(db.clone()).await;
+        assert_ne!(first, second);
     }
 
     #[tokio::test]
