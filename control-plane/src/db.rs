@@ -496,6 +496,15 @@ mod tests {
         i(&r, "n").unwrap()
     }
 
+    /// PostgreSQL: the server process behind the pool connection this query got.
+    async fn backend_pid(db: &Db) -> i64 {
+        let r = sqlx::query("SELECT pg_backend_pid()::BIGINT AS n")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        i(&r, "n").unwrap()
+    }
+
     async fn pragma(db: &Db, name: &str) -> String {
         let r = sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA {name}")))
             .fetch_one(db.pool())
@@ -520,14 +529,7 @@ mod tests {
             return;
         }
         assert!(tested);
-        let pid = |db: Db| async move {
-            let r = sqlx::query("SELECT pg_backend_pid()::BIGINT AS n")
-                .fetch_one(db.pool())
-                .await
-                .unwrap();
-            i(&r, "n").unwrap()
-        };
-        let first = pid(db.clone()).await;
+        let first = backend_pid(&db).await;
         // Another session ends that idle connection's server process.
         let admin = sqlx::AnyPool::connect(&t.url).await.unwrap();
         sqlx::query("SELECT pg_terminate_backend(CAST($1 AS INTEGER))")
@@ -536,7 +538,7 @@ mod tests {
             .await
             .unwrap();
         admin.close().await;
-        let second = pid(db.clone()).await;
+        let second = backend_pid(&db).await;
         assert_ne!(first, second);
     }
 
