@@ -487,22 +487,20 @@ mod tests {
         sqlx::query(sql).execute(db.pool()).await.unwrap();
     }
 
-    /// `SUM(x)` of the test table `t`, read through `db`'s pool (0 when empty).
-    async fn sum_x(db: &Db) -> i64 {
-        let r = sqlx::query("SELECT COALESCE(SUM(x), 0) AS n FROM t")
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
+    /// The one value, `n`, that `sql` reads through `db`'s pool.
+    async fn int(db: &Db, sql: &'static str) -> i64 {
+        let r = sqlx::query(sql).fetch_one(db.pool()).await.unwrap();
         i(&r, "n").unwrap()
+    }
+
+    /// `SUM(x)` of the test table `t` (0 when empty).
+    async fn sum_x(db: &Db) -> i64 {
+        int(db, "SELECT COALESCE(SUM(x), 0) AS n FROM t").await
     }
 
     /// PostgreSQL: the server process behind the pool connection this query got.
     async fn backend_pid(db: &Db) -> i64 {
-        let r = sqlx::query("SELECT pg_backend_pid()::BIGINT AS n")
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
-        i(&r, "n").unwrap()
+        int(db, "SELECT pg_backend_pid()::BIGINT AS n").await
     }
 
     async fn pragma(db: &Db, name: &str) -> String {
