@@ -686,7 +686,14 @@ struct Stack {
     org: String,
     bin_dir: std::path::PathBuf,
     token: String,
+    /// Where this stack's logs go (`BENCH_CP_LOG`): the control plane's at this path, each
+    /// node's at `<path>.node-<n>`.
+    log_path: Option<String>,
 }
+
+/// Stacks started so far: the first one logs at `BENCH_CP_LOG` itself, a later one at
+/// `<BENCH_CP_LOG>.stack-<k>`, so that it does not overwrite the first one's logs.
+static STACKS_STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Stack {
     async fn start(bin_dir: &std::path::Path, upstream: SocketAddr) -> Result<Stack, Error> {
@@ -700,6 +707,12 @@ impl Stack {
             rand::random::<[u8; 32]>(),
         );
         let db_url = database_url(dir.path()).await?;
+        let log_path = std::env::var("BENCH_CP_LOG").ok().map(|path| {
+            match STACKS_STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+                0 => path,
+                k => format!("{path}.stack-{k}"),
+            }
+        });
         // BENCH_CP_WRAP runs the control plane under a tool, as BENCH_NODE_WRAP the node.
         let (mut cp, cp_wrapped) = wrapped("BENCH_CP_WRAP", &bin_dir.join("aiproxy-control-plane"));
         let cp = cp
@@ -721,9 +734,9 @@ impl Stack {
                 std::env::var("BENCH_CP_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::null())
-            .stderr(match std::env::var("BENCH_CP_LOG") {
-                Ok(path) => Stdio::from(std::fs::File::create(path)?),
-                Err(_) => Stdio::null(),
+            .stderr(match &log_path {
+                Some(path) => Stdio::from(std::fs::File::create(path)?),
+                None => Stdio::null(),
             })
             .spawn()?;
         let cp = Proc(cp);
@@ -743,6 +756,7 @@ impl Stack {
             org: String::new(),
             bin_dir: bin_dir.to_path_buf(),
             token,
+            log_path,
         };
         let orgs = s.api("GET", "/api/v1/orgs", None).await?;
         s.org = orgs[0]["id"].as_str().ok_or("no org")?.to_string();
@@ -825,10 +839,10 @@ impl Stack {
                 std::env::var("BENCH_CP_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::null())
-            .stderr(match std::env::var("BENCH_CP_LOG") {
+            .stderr(match &self.log_path {
                 // Next to the control plane's log: <path>.node-<n>.
-                Ok(path) => Stdio::from(std::fs::File::create(format!("{path}.node-{n}"))?),
-                Err(_) => Stdio::null(),
+                Some(path) => Stdio::from(std::fs::File::create(format!("{path}.node-{n}"))?),
+                None => Stdio::null(),
             })
             .spawn()?;
         let p = Proc(child);
