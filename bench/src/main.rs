@@ -695,6 +695,14 @@ struct Stack {
 /// `<BENCH_CP_LOG>.stack-<k>`, so that it does not overwrite the first one's logs.
 static STACKS_STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// A child's stderr: the file at `path` (created anew), or nowhere.
+fn log_file(path: Option<String>) -> std::io::Result<Stdio> {
+    Ok(match path {
+        Some(p) => Stdio::from(std::fs::File::create(p)?),
+        None => Stdio::null(),
+    })
+}
+
 impl Stack {
     async fn start(bin_dir: &std::path::Path, upstream: SocketAddr) -> Result<Stack, Error> {
         let dir = tempfile::tempdir()?;
@@ -734,10 +742,7 @@ impl Stack {
                 std::env::var("BENCH_CP_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::null())
-            .stderr(match &log_path {
-                Some(path) => Stdio::from(std::fs::File::create(path)?),
-                None => Stdio::null(),
-            })
+            .stderr(log_file(log_path.clone())?)
             .spawn()?;
         let cp = Proc(cp);
         let ready_within = Duration::from_secs(if cp_wrapped { 300 } else { 30 });
@@ -839,11 +844,9 @@ impl Stack {
                 std::env::var("BENCH_CP_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::null())
-            .stderr(match &self.log_path {
-                // Next to the control plane's log: <path>.node-<n>.
-                Some(path) => Stdio::from(std::fs::File::create(format!("{path}.node-{n}"))?),
-                None => Stdio::null(),
-            })
+            .stderr(log_file(
+                self.log_path.as_ref().map(|p| format!("{p}.node-{n}")),
+            )?)
             .spawn()?;
         let p = Proc(child);
         if !wait_ok(&format!("http://{addr}/readyz"), ready_within).await {
