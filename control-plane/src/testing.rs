@@ -111,6 +111,7 @@ pub async fn dump_text(pool: &sqlx::AnyPool) -> String {
         "signing_keys",
         "request_logs",
         "config_state",
+        "config_changes",
     ];
     let mut out = String::new();
     for t in tables {

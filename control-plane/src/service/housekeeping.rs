@@ -1,4 +1,5 @@
-//! Periodic housekeeping: expired sessions, and request logs older than the retention period
+//! Periodic housekeeping: expired sessions, configuration change records older than a day
+//! (`service::snapshot::CHANGES_KEPT_MS`), and request logs older than the retention period
 //! (`AIPROXY_LOG_RETENTION_DAYS`, default 30; 0 keeps logs forever), deleted in chunks per org,
 //! with their hourly usage rollups.
 
@@ -22,6 +23,7 @@ pub fn spawn(st: AppState, shutdown: CancellationToken) -> tokio::task::JoinHand
             if let Err(e) = db::sessions::delete_expired(st.db().pool(), st.now_ms()).await {
                 tracing::debug!(error = %e, "session cleanup failed");
             }
+            prune_config_changes(&st).await;
             let removed = apply_retention(&st).await;
             if removed > 0 {
                 tracing::info!(
@@ -36,6 +38,37 @@ pub fn spawn(st: AppState, shutdown: CancellationToken) -> tokio::task::JoinHand
             }
         }
     })
+}
+
+/// Deletes configuration change records older than a day (on SQLite in this process's write
+/// turn). The database's clock stamped them, so its clock decides which are old.
+pub async fn prune_config_changes(st: &AppState) {
+    let sql_now = match st.db().backend() {
+        db::Backend::Sqlite => {
+            "SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) AS now"
+        }
+        db::Backend::Postgres => {
+            "SELECT CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT) AS now"
+        }
+    };
+    let result = async {
+        let row = sqlx::query(sql_now).fetch_one(st.db().pool()).await?;
+        let now = db::i(&row, "now")?;
+        let turn = st.db().write_turn().await;
+        let n = db::bulk::prune_changes(
+            st.db().pool(),
+            now - crate::service::snapshot::CHANGES_KEPT_MS,
+        )
+        .await;
+        drop(turn);
+        n
+    }
+    .await;
+    match result {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(removed = n, "deleted old configuration change records"),
+        Err(e) => tracing::warn!(error = %e, "configuration change records cleanup failed"),
+    }
 }
 
 /// Deletes request logs past retention, org by org, in chunks (10,000 rows per statement on

@@ -13,5 +13,6 @@ mod logs;
 mod providers;
 mod secrets;
 mod sessions;
+mod snapshot;
 mod tenancy;
 mod web_admin;
