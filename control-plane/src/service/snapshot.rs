@@ -473,7 +473,7 @@ async fn build_on(
             updated_at_ms: updated_at,
         });
     }
-    let credentials = merge(
+    let mut credentials = merge(
         prev_base.map_or(&[][..], |p| &p.credentials),
         changed_creds,
         fresh,
@@ -481,6 +481,8 @@ async fn build_on(
     );
     // Every credential here has its opened secret: a fresh one was inserted above, and one
     // taken over was in the previous build's `opened` (which holds every credential it served).
+    // Should one lack it all the same, it is left out rather than sent without its secret.
+    credentials.retain(|c| opened.contains_key(&c.id));
     let secrets: Vec<(usize, Arc<[u8]>)> = credentials
         .iter()
         .enumerate()
