@@ -106,9 +106,16 @@ impl BuiltSnapshot {
             m.insert(key.id().to_string(), Arc::new(sealed));
         }
         let out = Bytes::from(snap.encode_to_vec());
+        let took = t0.elapsed();
         self.encode_us.fetch_max(
-            t0.elapsed().as_micros() as u64,
+            took.as_micros() as u64,
             std::sync::atomic::Ordering::Relaxed,
+        );
+        tracing::debug!(
+            version = self.version,
+            bytes = out.len(),
+            encode_ms = took.as_millis() as u64,
+            "snapshot encoded for a node-token key"
         );
         out
     }
