@@ -4,7 +4,6 @@
 //! Here the database aggregates each table into one JSON array instead (`json_group_array` on
 //! SQLite, `json_agg` on PostgreSQL) — one row per table — which serde decodes straight into
 //! tuples.
-
 //!
 //! A build can also read only the rows that changed since an earlier one (`Since`): triggers
 //! record every inserted, updated or deleted row of these tables in `config_changes`
@@ -57,6 +56,19 @@ enum Bind {
     S(String),
 }
 
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    binds: Vec<Bind>,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    for b in binds {
+        q = match b {
+            Bind::I(v) => q.bind(v),
+            Bind::S(v) => q.bind(v),
+        };
+    }
+    q
+}
+
 /// The cursor for the read transaction `e` is in; `version` is what it read from
 /// `config_state`.
 pub async fn cursor<'e, E: Executor<'e, Database = Any>>(
@@ -88,29 +100,33 @@ pub async fn changes<'e, E: Executor<'e, Database = Any>>(
     since: &Cursor,
 ) -> DbResult<Vec<(String, String)>> {
     let (cond, binds) = since.unseen();
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+    let q = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT tbl, row_id FROM config_changes WHERE {cond}"
     )));
-    for b in binds {
-        q = match b {
-            Bind::I(v) => q.bind(v),
-            Bind::S(v) => q.bind(v),
-        };
-    }
-    let rows = q.fetch_all(e).await?;
+    let rows = bind_all(q, binds).fetch_all(e).await?;
     rows.iter()
         .map(|r| Ok((s(r, "tbl")?, s(r, "row_id")?)))
         .collect()
 }
 
-/// Deletes the change records older than `before_ms` (the database's clock); returns how many
-/// went. Builders read everything again long before (`service::snapshot::FULL_READ_EVERY`).
+/// Deletes the change records older than `keep_ms` by the database's clock (which stamped
+/// them); returns how many went. Builders read everything again long before
+/// (`service::snapshot::FULL_READ_EVERY`).
 pub async fn prune_changes<'e, E: Executor<'e, Database = Any>>(
     e: E,
-    before_ms: i64,
+    b: Backend,
+    keep_ms: i64,
 ) -> DbResult<u64> {
-    Ok(sqlx::query("DELETE FROM config_changes WHERE at < $1")
-        .bind(before_ms)
+    let sql = match b {
+        Backend::Sqlite => {
+            "DELETE FROM config_changes WHERE at < CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) - $1"
+        }
+        Backend::Postgres => {
+            "DELETE FROM config_changes WHERE at < CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT) - $1"
+        }
+    };
+    Ok(sqlx::query(sql)
+        .bind(keep_ms)
         .execute(e)
         .await?
         .rows_affected())
@@ -161,14 +177,9 @@ where
             "SELECT CAST(COALESCE(json_agg(json_build_array({cols})), '[]') AS TEXT) AS j FROM {table}{wh}"
         ),
     };
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for b in binds {
-        q = match b {
-            Bind::I(v) => q.bind(v),
-            Bind::S(v) => q.bind(v),
-        };
-    }
-    let row = q.fetch_one(e).await?;
+    let row = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), binds)
+        .fetch_one(e)
+        .await?;
     let text = s(&row, "j")?;
     serde_json::from_str(&text)
         .map_err(|err| DbError::Other(format!("bulk read of {table}: {err}")))

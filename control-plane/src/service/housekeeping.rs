@@ -41,29 +41,16 @@ pub fn spawn(st: AppState, shutdown: CancellationToken) -> tokio::task::JoinHand
 }
 
 /// Deletes configuration change records older than a day (on SQLite in this process's write
-/// turn). The database's clock stamped them, so its clock decides which are old.
+/// turn).
 pub async fn prune_config_changes(st: &AppState) {
-    let sql_now = match st.db().backend() {
-        db::Backend::Sqlite => {
-            "SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) AS now"
-        }
-        db::Backend::Postgres => {
-            "SELECT CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT) AS now"
-        }
-    };
-    let result = async {
-        let row = sqlx::query(sql_now).fetch_one(st.db().pool()).await?;
-        let now = db::i(&row, "now")?;
-        let turn = st.db().write_turn().await;
-        let n = db::bulk::prune_changes(
-            st.db().pool(),
-            now - crate::service::snapshot::CHANGES_KEPT_MS,
-        )
-        .await;
-        drop(turn);
-        n
-    }
+    let turn = st.db().write_turn().await;
+    let result = db::bulk::prune_changes(
+        st.db().pool(),
+        st.db().backend(),
+        crate::service::snapshot::CHANGES_KEPT_MS,
+    )
     .await;
+    drop(turn);
     match result {
         Ok(0) => {}
         Ok(n) => tracing::debug!(removed = n, "deleted old configuration change records"),

@@ -47,7 +47,7 @@ pub struct BuiltSnapshot {
     /// again — and fails, as it must.
     opened: HashMap<String, (String, String, Arc<[u8]>)>,
     /// Where this build's read stood: the next build reads only what changed after it.
-    cursor: Option<db::bulk::Cursor>,
+    cursor: db::bulk::Cursor,
     /// When the chain of builds this one belongs to last read every table.
     full_read_at: std::time::Instant,
     full_read: bool,
@@ -350,12 +350,11 @@ async fn build_on(
     let cursor = db::bulk::cursor(&mut *tx, b, version).await?;
     let base_on = previous.as_ref().filter(|p| {
         p.full_read_at.elapsed() < FULL_READ_EVERY
-            && p.cursor
-                .as_ref()
-                .is_some_and(|c| cursor.not_before(c) && version as u64 >= p.version)
+            && cursor.not_before(&p.cursor)
+            && version as u64 >= p.version
     });
-    let since = match base_on.and_then(|p| p.cursor.as_ref()) {
-        Some(c) => db::bulk::Since::Changed(c),
+    let since = match base_on {
+        Some(p) => db::bulk::Since::Changed(&p.cursor),
         None => db::bulk::Since::All,
     };
     let changes = match since {
@@ -370,21 +369,25 @@ async fn build_on(
         changed.entry(tbl.as_str()).or_default().insert(id.as_str());
     }
     let read = |t: &str| matches!(since, db::bulk::Since::All) || changed.contains_key(t);
-    let orgs = match read("orgs") {
-        true => db::bulk::orgs(&mut *tx, b, since).await?,
-        false => Vec::new(),
+    let orgs = if read("orgs") {
+        db::bulk::orgs(&mut *tx, b, since).await?
+    } else {
+        Vec::new()
     };
-    let projects = match read("projects") {
-        true => db::bulk::projects(&mut *tx, b, since).await?,
-        false => Vec::new(),
+    let projects = if read("projects") {
+        db::bulk::projects(&mut *tx, b, since).await?
+    } else {
+        Vec::new()
     };
-    let keys = match read("api_keys") {
-        true => db::bulk::active_api_keys(&mut *tx, b, since).await?,
-        false => Vec::new(),
+    let keys = if read("api_keys") {
+        db::bulk::active_api_keys(&mut *tx, b, since).await?
+    } else {
+        Vec::new()
     };
-    let creds = match read("provider_credentials") {
-        true => db::bulk::credentials(&mut *tx, b, since).await?,
-        false => Vec::new(),
+    let creds = if read("provider_credentials") {
+        db::bulk::credentials(&mut *tx, b, since).await?
+    } else {
+        Vec::new()
     };
     let signing = db::providers::signing_keys(&mut *tx).await?;
     tx.commit().await?;
@@ -539,7 +542,7 @@ async fn build_on(
             Some(p) if !full_read => p.full_read_at,
             _ => std::time::Instant::now(),
         },
-        cursor: Some(cursor),
+        cursor,
         full_read,
         encode_us: std::sync::atomic::AtomicU64::new(0),
         base,

@@ -174,43 +174,23 @@ async fn the_published_snapshot_always_equals_a_build_from_scratch() {
     incremental += published_matches_scratch(&app, "org deleted").await as u32;
 
     // Concurrent writers: transactions commit in whatever order they get to.
-    let mut tasks = Vec::new();
-    for t in 0..6 {
-        let (base, key, org, project) = (
-            app.base.clone(),
-            app.admin_key.clone(),
-            org.clone(),
-            projects[3].clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
+    let writers = (0..6).map(|t| {
+        let (app, org, project) = (&app, &org, &projects[3]);
+        async move {
             for i in 0..8 {
-                let r: Value = http
-                    .post(format!("{base}/api/v1/orgs/{org}/api-keys"))
-                    .bearer_auth(&key)
-                    .json(&json!({"name": format!("c{t}-{i}"), "role": "proxy", "project_id": project}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let k = created(
+                    app,
+                    &format!("/api/v1/orgs/{org}/api-keys"),
+                    json!({"name": format!("c{t}-{i}"), "role": "proxy", "project_id": project}),
+                )
+                .await;
                 if i % 3 == 0 {
-                    let s = http
-                        .delete(format!("{base}/api/v1/api-keys/{}", id(&r)))
-                        .bearer_auth(&key)
-                        .send()
-                        .await
-                        .unwrap()
-                        .status();
-                    assert!(s.is_success(), "revoke: {s}");
+                    gone(app, &format!("/api/v1/api-keys/{k}")).await;
                 }
             }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+        }
+    });
+    futures_util::future::join_all(writers).await;
     incremental += published_matches_scratch(&app, "concurrent writers").await as u32;
 
     // The builder did read only changes for most of these (each check waits for it, so every
