@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure()
         .bytes(".aiproxy.v1.SnapshotEnvelope.snapshot")
+        .bytes(".aiproxy.v1.SnapshotEnvelope.delta")
         .compile_fds(fds)?;
     Ok(())
 }

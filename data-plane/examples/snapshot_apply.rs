@@ -1,6 +1,7 @@
 //! Opens a snapshot of the bench's scale (10,000 projects, 50,000 project API keys, 20,000
-//! project credentials) the way a node does, in-process: once whole (a new node) and once with
-//! one project added (a running node, previous snapshot to reuse from). Prints the time of each;
+//! project credentials) the way a node does, in-process: once whole (a new node), once whole
+//! with one project added (a running node, previous snapshot to reuse from), and as deltas: one
+//! project added, then one project with 5 keys and 2 credentials. Prints the time of each;
 //! run under `valgrind --tool=callgrind` for instruction counts. `cargo run --release -p
 //! data-plane --example snapshot_apply [projects]`.
 
@@ -80,6 +81,52 @@ fn main() -> Result<(), data_plane::snapshot::SnapshotError> {
         name: "scale-change".into(),
     });
     let second = bytes::Bytes::from(s.encode_to_vec());
+    let project_delta = pb::SnapshotDelta {
+        version: 2,
+        base_version: 1,
+        created_at_ms: 1,
+        projects: vec![s.projects[projects].clone()],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    // A project with its keys and credentials, as the bench's creations make them.
+    let p = id();
+    let mut full_delta = pb::SnapshotDelta {
+        version: 3,
+        base_version: 2,
+        created_at_ms: 1,
+        projects: vec![pb::Project {
+            id: p.clone(),
+            org_id: org.clone(),
+            name: "scale-change-2".into(),
+        }],
+        ..Default::default()
+    };
+    for k in 0..5 {
+        full_delta.api_keys.push(pb::ApiKey {
+            id: id(),
+            org_id: org.clone(),
+            project_id: p.clone(),
+            role: "proxy".into(),
+            key_hash: sha2_like(projects * 5 + k),
+            name: format!("scale-{k}"),
+        });
+    }
+    for (k, ty) in ["openai", "anthropic"].iter().enumerate() {
+        let cid = id();
+        let payload = serde_json::json!({ "secret": format!("sk-scale-change-{k}") });
+        full_delta.credentials.push(pb::Credential {
+            sealed_secret: key.seal(payload.to_string().as_bytes(), cid.as_bytes()),
+            id: cid,
+            org_id: org.clone(),
+            project_id: p.clone(),
+            name: format!("scale-{k}"),
+            r#type: ty.to_string(),
+            metadata_json: r#"{"api_base":"https://api.example.com/v1"}"#.into(),
+            updated_at_ms: 1,
+        });
+    }
+    let full_delta = full_delta.encode_to_vec();
     println!(
         "{projects} projects, {} keys, {} credentials: {:.1} MiB",
         s.api_keys.len(),
@@ -97,11 +144,21 @@ fn main() -> Result<(), data_plane::snapshot::SnapshotError> {
         let change = Snapshot::build(second.clone(), &key, Some(&whole))?;
         let change_ms = t.elapsed().as_secs_f64() * 1000.0;
         let t = Instant::now();
+        let by_delta = whole.apply_delta(&project_delta, &key)?;
+        let delta_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let t = Instant::now();
+        let by_full_delta = by_delta.apply_delta(&full_delta, &key)?;
+        let full_delta_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let t = Instant::now();
         drop(whole);
         drop(change);
+        drop(by_delta);
+        drop(by_full_delta);
         let drop_ms = t.elapsed().as_secs_f64() * 1000.0;
         println!(
-            "whole {whole_ms:.1} ms (RSS {rss0:.1} → {rss1:.1} MiB), one change {change_ms:.1} ms, drop {drop_ms:.1} ms"
+            "whole {whole_ms:.1} ms (RSS {rss0:.1} → {rss1:.1} MiB), one change {change_ms:.1} ms, \
+             delta of one project {delta_ms:.1} ms, of a project with keys and credentials \
+             {full_delta_ms:.1} ms, drop {drop_ms:.1} ms"
         );
     }
     Ok(())

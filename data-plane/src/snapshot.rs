@@ -22,6 +22,8 @@ use crate::eligibility::{CredentialModels, credential_format};
 use crate::seal::SealKey;
 use crate::secret::Secret;
 
+mod delta;
+
 #[derive(Debug, Clone)]
 pub struct Org {
     pub id: String,
@@ -170,13 +172,23 @@ const F_SIGNING: usize = 8;
 /// Keys plus credentials to decode from which a snapshot is opened on two threads.
 const PARALLEL_ENTRIES: usize = 2_000;
 
-/// Splits an encoded `pb::Snapshot` into its top-level fields without decoding the entries:
-/// (version, created_at_ms, sections).
-fn split(buf: &[u8]) -> Result<(u64, i64, Sections), SnapshotError> {
+/// The top-level fields of an encoded `pb::Snapshot` or `pb::SnapshotDelta`, without decoding
+/// the entries.
+struct Split {
+    version: u64,
+    created_at_ms: i64,
+    /// A delta's base version (field 9; 0 in a whole snapshot).
+    base_version: u64,
+    sections: Sections,
+}
+
+/// Splits an encoded `pb::Snapshot` (or `pb::SnapshotDelta`, which shares its field numbers 1-8)
+/// into its top-level fields without decoding the entries.
+fn split(buf: &[u8]) -> Result<Split, SnapshotError> {
     use prost::encoding::decode_varint;
     let bad = |what: &str| SnapshotError::Decode(format!("snapshot does not decode: {what}"));
-    let mut sections = Sections(vec![Vec::new(); F_SIGNING + 1]);
-    let (mut version, mut created) = (0u64, 0i64);
+    let mut sections = Sections(vec![Vec::new(); delta::F_LAST + 1]);
+    let (mut version, mut created, mut base) = (0u64, 0i64, 0u64);
     let mut rest = buf;
     while !rest.is_empty() {
         let key = decode_varint(&mut rest).map_err(|e| bad(&e.to_string()))?;
@@ -187,6 +199,7 @@ fn split(buf: &[u8]) -> Result<(u64, i64, Sections), SnapshotError> {
                 match field {
                     1 => version = v,
                     2 => created = v as i64,
+                    9 => base = v,
                     _ => {}
                 }
             }
@@ -210,7 +223,12 @@ fn split(buf: &[u8]) -> Result<(u64, i64, Sections), SnapshotError> {
             }
         }
     }
-    Ok((version, created, sections))
+    Ok(Split {
+        version,
+        created_at_ms: created,
+        base_version: base,
+        sections,
+    })
 }
 
 impl Snapshot {
@@ -239,10 +257,38 @@ pub enum SnapshotError {
     Duplicate(&'static str, String),
     #[error("model catalog: {0}")]
     Catalog(String),
+    #[error("a delta against version {base} cannot be applied to version {held}")]
+    Base { base: u64, held: u64 },
 }
 
 fn non_empty(s: String) -> Option<String> {
     if s.is_empty() { None } else { Some(s) }
+}
+
+fn catalog(json: &[u8]) -> Result<Arc<Catalog>, SnapshotError> {
+    let json = std::str::from_utf8(json).map_err(|e| SnapshotError::Catalog(e.to_string()))?;
+    Catalog::from_json(json)
+        .map(Arc::new)
+        .map_err(|e| SnapshotError::Catalog(e.to_string()))
+}
+
+fn signing_keys<'a>(
+    entries: impl Iterator<Item = &'a [u8]>,
+    key: &SealKey,
+) -> Result<Arc<Vec<SigningKey>>, SnapshotError> {
+    let mut signing_keys = Vec::new();
+    for e in entries {
+        let k = pb::SigningKey::decode(e).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        let plain = key
+            .open(&k.sealed_key, k.id.as_bytes())
+            .map_err(|_| SnapshotError::Unseal(format!("signing key {}", k.id)))?;
+        signing_keys.push(SigningKey {
+            id: k.id,
+            key: plain,
+            active: k.active,
+        });
+    }
+    Ok(Arc::new(signing_keys))
 }
 
 impl Snapshot {
@@ -257,23 +303,19 @@ impl Snapshot {
         key: &SealKey,
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, SnapshotError> {
-        let (version, created_at_ms, sections) = split(&bytes)?;
+        let Split {
+            version,
+            created_at_ms,
+            sections,
+            ..
+        } = split(&bytes)?;
         let same = |f: usize| previous.filter(|p| p.same_section(f, &bytes, &sections));
         let entries = |f: usize| sections.0[f].iter().map(|r| &bytes[r.clone()]);
         let decode_err = |e: prost::DecodeError| SnapshotError::Decode(e.to_string());
 
         let catalog = match same(F_CATALOG) {
             Some(p) => p.catalog.clone(),
-            None => {
-                let json = entries(F_CATALOG).last().unwrap_or_default();
-                Arc::new(
-                    Catalog::from_json(
-                        std::str::from_utf8(json)
-                            .map_err(|e| SnapshotError::Catalog(e.to_string()))?,
-                    )
-                    .map_err(|e| SnapshotError::Catalog(e.to_string()))?,
-                )
-            }
+            None => catalog(entries(F_CATALOG).last().unwrap_or_default())?,
         };
 
         let orgs_same = same(F_ORGS);
@@ -503,21 +545,7 @@ impl Snapshot {
 
         let signing_keys = match same(F_SIGNING) {
             Some(p) => p.signing_keys.clone(),
-            None => {
-                let mut signing_keys = Vec::new();
-                for e in entries(F_SIGNING) {
-                    let k = pb::SigningKey::decode(e).map_err(decode_err)?;
-                    let plain = key
-                        .open(&k.sealed_key, k.id.as_bytes())
-                        .map_err(|_| SnapshotError::Unseal(format!("signing key {}", k.id)))?;
-                    signing_keys.push(SigningKey {
-                        id: k.id,
-                        key: plain,
-                        active: k.active,
-                    });
-                }
-                Arc::new(signing_keys)
-            }
+            None => signing_keys(entries(F_SIGNING), key)?,
         };
         Ok(Snapshot {
             version,
@@ -674,6 +702,8 @@ pub struct SnapshotStore {
     /// snapshot's encoded size (bytes). For `/metrics`.
     pub last_apply_us: std::sync::atomic::AtomicU64,
     pub last_apply_bytes: std::sync::atomic::AtomicU64,
+    /// Deltas applied since the node started (the rest of its applies were whole snapshots).
+    pub deltas_applied: std::sync::atomic::AtomicU64,
 }
 
 impl SnapshotStore {
@@ -693,10 +723,12 @@ impl SnapshotStore {
     pub fn render_metrics(&self) -> String {
         use std::sync::atomic::Ordering::Relaxed;
         format!(
-            "# HELP aiproxy_config_apply_seconds Time the last configuration snapshot took to decode, validate and index.\n# TYPE aiproxy_config_apply_seconds gauge\naiproxy_config_apply_seconds {}\n\
-             # HELP aiproxy_config_snapshot_bytes Size of the last configuration snapshot received.\n# TYPE aiproxy_config_snapshot_bytes gauge\naiproxy_config_snapshot_bytes {}\n",
+            "# HELP aiproxy_config_apply_seconds Time the last configuration update (a whole snapshot or a delta) took to decode, validate and index.\n# TYPE aiproxy_config_apply_seconds gauge\naiproxy_config_apply_seconds {}\n\
+             # HELP aiproxy_config_snapshot_bytes Size of the last configuration update received (a whole snapshot or a delta).\n# TYPE aiproxy_config_snapshot_bytes gauge\naiproxy_config_snapshot_bytes {}\n\
+             # HELP aiproxy_config_deltas_applied_total Configuration deltas applied (the other updates were whole snapshots).\n# TYPE aiproxy_config_deltas_applied_total counter\naiproxy_config_deltas_applied_total {}\n",
             self.last_apply_us.load(Relaxed) as f64 / 1e6,
-            self.last_apply_bytes.load(Relaxed)
+            self.last_apply_bytes.load(Relaxed),
+            self.deltas_applied.load(Relaxed)
         )
     }
 }

@@ -92,8 +92,9 @@ impl Syncer {
         }
     }
 
-    /// Validates and applies one envelope. Older or equal versions are ignored. Blocking (a
-    /// large snapshot takes tens of milliseconds to open and index): callers on the runtime use
+    /// Validates and applies one envelope: a whole snapshot, or a delta against the version
+    /// this node holds. Older or equal versions are ignored. Blocking (a large snapshot takes
+    /// tens of milliseconds to open and index): callers on the runtime use
     /// [`Syncer::apply_blocking`].
     pub fn apply(&self, env: &pb::SnapshotEnvelope) -> Result<u64, String> {
         let current = self.store.load();
@@ -102,8 +103,22 @@ impl Syncer {
             return Ok(current_version);
         }
         let t0 = std::time::Instant::now();
-        let snap = Snapshot::build(env.snapshot.clone(), &self.snapshot_key, current.as_deref())
-            .map_err(|e| e.to_string())?;
+        let (snap, received) = if env.base_version != 0 {
+            let Some(base) = current.as_deref() else {
+                return Err(format!(
+                    "a delta against version {} arrived before any snapshot",
+                    env.base_version
+                ));
+            };
+            let s = base
+                .apply_delta(&env.delta, &self.snapshot_key)
+                .map_err(|e| e.to_string())?;
+            (s, env.delta.len())
+        } else {
+            let s = Snapshot::build(env.snapshot.clone(), &self.snapshot_key, current.as_deref())
+                .map_err(|e| e.to_string())?;
+            (s, env.snapshot.len())
+        };
         drop(current);
         if snap.version != env.version {
             return Err(format!(
@@ -119,23 +134,27 @@ impl Syncer {
             self.store
                 .last_apply_us
                 .store(t0.elapsed().as_micros() as u64, Relaxed);
-            self.store
-                .last_apply_bytes
-                .store(env.snapshot.len() as u64, Relaxed);
+            self.store.last_apply_bytes.store(received as u64, Relaxed);
+            if env.base_version != 0 {
+                self.store.deltas_applied.fetch_add(1, Relaxed);
+            }
         }
         Ok(v)
     }
 
     /// [`Syncer::apply`] on a blocking thread, so requests on this node's runtime are not held
-    /// up while a large snapshot is opened and indexed; then the disk cache is written, also off
-    /// the runtime. The node serves the new version as soon as it is applied; the caller
-    /// acknowledges it once it is also on disk.
+    /// up while a large snapshot is opened and indexed; then the disk cache is written (the
+    /// whole snapshot, also after a delta), also off the runtime. The node serves the new
+    /// version as soon as it is applied; the caller acknowledges it once it is also on disk.
     async fn apply_blocking(self: &Arc<Self>, env: pb::SnapshotEnvelope) -> Result<u64, String> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let v = this.apply(&env)?;
-            if env.version == v && this.store.version() == v {
-                this.save_cache(&env.snapshot);
+            if env.version == v
+                && let Some(s) = this.store.load()
+                && s.version == v
+            {
+                this.save_cache(s.raw());
             }
             Ok(v)
         })
@@ -155,7 +174,13 @@ impl Syncer {
         req
     }
 
-    async fn session(self: &Arc<Self>, shutdown: &CancellationToken) -> Result<bool, String> {
+    /// One watch stream, until it ends or `shutdown`. `received` is set once the stream has
+    /// delivered something (the reconnect backoff starts over then).
+    async fn session(
+        self: &Arc<Self>,
+        shutdown: &CancellationToken,
+        received: &mut bool,
+    ) -> Result<(), String> {
         let channel = self.channel().await?;
         let mut client =
             ConfigServiceClient::new(channel).max_decoding_message_size(MAX_SNAPSHOT_BYTES);
@@ -166,13 +191,13 @@ impl Syncer {
             hostname: std::fs::read_to_string("/etc/hostname")
                 .map(|s| s.trim().to_string())
                 .unwrap_or_default(),
+            accepts_deltas: true,
         });
         let mut stream = client
             .watch(req)
             .await
             .map_err(|s| format!("watch refused: {} {}", s.code(), s.message()))?
             .into_inner();
-        let mut received = false;
         // Heartbeat: the node reports its version and credential health every 10 s.
         let mut heartbeat = tokio::time::interval(Duration::from_secs(10));
         heartbeat.tick().await;
@@ -186,12 +211,12 @@ impl Syncer {
                     }
                     continue;
                 }
-                _ = shutdown.cancelled() => return Ok(received),
+                _ = shutdown.cancelled() => return Ok(()),
             };
             match msg {
                 Ok(Some(env)) => {
-                    received = true;
-                    let env_version = env.version;
+                    *received = true;
+                    let (env_version, delta) = (env.version, env.base_version != 0);
                     let (version, error) = match self.apply_blocking(env).await {
                         Ok(v) => {
                             tracing::info!(version = v, "applied configuration snapshot");
@@ -211,6 +236,13 @@ impl Syncer {
                     if let Err(s) = client.ack(ack).await {
                         tracing::warn!(error = %s.message(), "cannot acknowledge the snapshot");
                     }
+                    // Deltas follow one another on a stream: after one that did not apply, the
+                    // next would not either. A new stream starts with a whole snapshot.
+                    if delta && version != env_version {
+                        return Err(format!(
+                            "a delta to version {env_version} did not apply; reconnecting for a whole snapshot"
+                        ));
+                    }
                 }
                 Ok(None) => return Err("the control plane closed the watch stream".into()),
                 Err(s) => return Err(format!("watch stream ended: {} {}", s.code(), s.message())),
@@ -222,12 +254,18 @@ impl Syncer {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.session(&shutdown).await {
-                Ok(_) if shutdown.is_cancelled() => return,
-                Ok(_) => backoff = Duration::from_millis(100),
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "configuration stream unavailable; serving the current snapshot");
-                }
+            let mut received = false;
+            let ended = self.session(&shutdown, &mut received).await;
+            if shutdown.is_cancelled() {
+                return;
+            }
+            // A stream that delivered something was healthy: its end (a control-plane restart,
+            // a rejected delta) is met with a quick reconnect, not the backoff reached before.
+            if received {
+                backoff = Duration::from_millis(100);
+            }
+            if let Err(e) = ended {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "configuration stream unavailable; serving the current snapshot");
             }
             let jitter = rand::rng().random_range(0.5..1.5);
             let wait = backoff.mul_f64(jitter);

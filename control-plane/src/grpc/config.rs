@@ -1,5 +1,6 @@
 //! ConfigService: streams the current snapshot to a node on connect and a new one on every
-//! change; records which version each node applied.
+//! change (as a delta from the one sent before, to a node that accepts deltas); records which
+//! version each node applied.
 
 use std::pin::Pin;
 
@@ -66,18 +67,40 @@ impl ConfigService for ConfigSvc {
         let mut snapshots = st.snapshots().subscribe();
         let shutdown = self.shutdown.clone();
         let node_id = w.node_id.clone();
+        let accepts_deltas = w.accepts_deltas;
         tokio::spawn(async move {
+            // The version last sent on this stream: the next one goes as a delta from it when
+            // the node accepts deltas and the snapshot can give one.
+            let mut sent: Option<u64> = None;
             loop {
                 let current = snapshots.borrow_and_update().clone();
                 if let Some(s) = current {
-                    let env = pb::SnapshotEnvelope {
-                        version: s.version,
-                        snapshot: s.encode_for(&key).await,
-                        seal_key_id: key.id().to_string(),
+                    let delta = match sent {
+                        Some(from) if accepts_deltas && from < s.version => {
+                            s.delta_for(&key, from).await.map(|d| (from, d))
+                        }
+                        _ => None,
+                    };
+                    let env = match delta {
+                        Some((base_version, delta)) => pb::SnapshotEnvelope {
+                            version: s.version,
+                            snapshot: Default::default(),
+                            seal_key_id: key.id().to_string(),
+                            base_version,
+                            delta,
+                        },
+                        None => pb::SnapshotEnvelope {
+                            version: s.version,
+                            snapshot: s.encode_for(&key).await,
+                            seal_key_id: key.id().to_string(),
+                            base_version: 0,
+                            delta: Default::default(),
+                        },
                     };
                     if tx.send(Ok(env)).await.is_err() {
                         break;
                     }
+                    sent = Some(s.version);
                 }
                 tokio::select! {
                     changed = snapshots.changed() => if changed.is_err() { break },

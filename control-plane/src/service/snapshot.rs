@@ -18,28 +18,66 @@ use crate::db;
 use crate::service::{providers, rotate};
 use crate::state::AppState;
 
-/// Per node-token key: credential id → (the secret in clear, the secret as sealed for that key).
-type SealedSecrets = HashMap<String, (Arc<[u8]>, Vec<u8>)>;
+/// Per node-token key, what its encodings sealed: credential id → (the secret in clear, the
+/// secret as sealed for that key), and the same for signing keys. Every encoding reuses the
+/// sealed value of a secret still the same, whichever version it encodes, so an unchanged
+/// credential's bytes stay the same from one version to the next and between the whole
+/// snapshot and the delta of one version: sealing 20,000 secrets per version is avoided, and
+/// nodes recognise unchanged credentials and keep them instead of opening them again.
+#[derive(Default)]
+struct Sealed {
+    credentials: HashMap<String, (Arc<[u8]>, Vec<u8>)>,
+    signing: HashMap<String, (Vec<u8>, Vec<u8>)>,
+}
+
+/// Node-token key id → what was sealed for it. Shared by every build of the process.
+type SealCache = Mutex<HashMap<String, Sealed>>;
+
+/// The sealed value of `plain` for `id` under `key`, sealed on first use.
+fn sealed<'a, P: AsRef<[u8]> + Clone>(
+    cache: &'a mut HashMap<String, (P, Vec<u8>)>,
+    key: &SealKey,
+    id: &str,
+    plain: &P,
+) -> &'a [u8] {
+    let fresh = match cache.get(id) {
+        Some((was, _)) => was.as_ref() != plain.as_ref(),
+        None => true,
+    };
+    if fresh {
+        let s = key.seal(plain.as_ref(), id.as_bytes());
+        cache.insert(id.to_string(), (plain.clone(), s));
+    }
+    cache.get(id).map_or(&[], |(_, s)| s.as_slice())
+}
+
+/// Ids of rows (orgs, projects, api keys, credentials) that may differ between one build and
+/// the next: the rows a delta between them carries, or names as removed.
+#[derive(Debug, Default)]
+struct Changed([Vec<String>; 4]);
+
+/// How many builds back a delta can start from (a node that fell further behind, or is new,
+/// is sent the whole snapshot).
+const STEPS_KEPT: usize = 32;
 
 /// A built snapshot with its secrets still in clear (in memory only), and its sealed encodings
 /// per node-token key, computed once per key.
 pub struct BuiltSnapshot {
     pub version: u64,
     base: pb::Snapshot,
-    /// (credential index in `base.credentials`, sealed payload JSON in clear)
+    /// (credential index in `base.credentials`, sealed payload JSON in clear), by index
     secrets: Vec<(usize, Arc<[u8]>)>,
     signing: Vec<(usize, Vec<u8>)>,
     /// Node-token key id → the encoding for nodes holding that key. Concurrent watchers of one
     /// key share one encoding (the first computes it, off the async workers; the rest wait).
-    encoded: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Bytes>>>>,
-    /// Node-token key id → the sealed secrets that key's encoding used. Later builds reuse the
-    /// sealed value of every credential whose secret is still the same (`carried`), so an
-    /// unchanged credential's bytes stay the same from one version to the next: sealing 20,000
-    /// secrets per build is avoided, and nodes recognise unchanged credentials and keep them
-    /// instead of opening them again.
-    sealed: Mutex<HashMap<String, Arc<SealedSecrets>>>,
-    /// Per key, the newest earlier build's `sealed` (builds no node asked for are skipped).
-    carried: HashMap<String, Arc<SealedSecrets>>,
+    encoded: Cells<String, Bytes>,
+    /// (node-token key id, base version) → the delta from that version, the same way.
+    deltas: Cells<(String, u64), Option<Bytes>>,
+    seals: Arc<SealCache>,
+    /// The builds this one follows, oldest first: (a build's version, the rows changed from it
+    /// to the next build). A delta from one of those versions carries the union of the changes
+    /// since.
+    steps: Vec<(u64, Arc<Changed>)>,
     /// Credential id → (its sealed secret as stored, the associated data it was opened with,
     /// the opened secret): the next build reuses the opened secret of every credential whose
     /// sealed value and owner did not change (opening 20,000 envelopes is a quarter of a build at
@@ -51,9 +89,11 @@ pub struct BuiltSnapshot {
     /// When the chain of builds this one belongs to last read every table.
     full_read_at: std::time::Instant,
     full_read: bool,
-    /// How long encoding this snapshot for a node-token key took (the longest, if several);
-    /// 0 until a node asked for it. Part of what each version costs the control plane.
+    /// How long encoding this snapshot for a node-token key took (the longest, if several),
+    /// and the most bytes sent for it (a whole snapshot or a delta); 0 until a node asked for
+    /// it. Part of what each version costs the control plane and the nodes.
     encode_us: std::sync::atomic::AtomicU64,
+    sent_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for BuiltSnapshot {
@@ -62,62 +102,191 @@ impl std::fmt::Debug for BuiltSnapshot {
     }
 }
 
+/// Values computed once per key, shared by concurrent callers.
+type Cells<K, V> = Mutex<HashMap<K, Arc<tokio::sync::OnceCell<V>>>>;
+
+/// `cells`' value for `key`: the first caller computes it with `f` on a blocking thread (off the
+/// async workers), the others wait for that result.
+async fn once<K, V>(cells: &Cells<K, V>, key: K, f: impl FnOnce() -> V + Send + 'static) -> V
+where
+    K: std::hash::Hash + Eq,
+    V: Clone + Default + Send + Sync + 'static,
+{
+    let cell = match cells.lock() {
+        Ok(mut cache) => cache.entry(key).or_default().clone(),
+        Err(_) => Arc::default(),
+    };
+    cell.get_or_init(|| async move { tokio::task::spawn_blocking(f).await.unwrap_or_default() })
+        .await
+        .clone()
+}
+
+/// A length-delimited field.
+fn put(field: u32, bytes: &[u8], out: &mut Vec<u8>) {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    encode_key(field, WireType::LengthDelimited, out);
+    encode_varint(bytes.len() as u64, out);
+    out.extend_from_slice(bytes);
+}
+
+/// Field 6's length-delimited entry holding `c`'s fields and its sealed secret (field 7, after the
+/// others: the row as built carries none).
+fn put_credential(c: &pb::Credential, sealed: &[u8], out: &mut Vec<u8>) {
+    use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
+    let secret_len = if sealed.is_empty() {
+        0
+    } else {
+        1 + encoded_len_varint(sealed.len() as u64) + sealed.len()
+    };
+    encode_key(6, WireType::LengthDelimited, out);
+    encode_varint((c.encoded_len() + secret_len) as u64, out);
+    c.encode_raw(out);
+    if !sealed.is_empty() {
+        put(7, sealed, out);
+    }
+}
+
 impl BuiltSnapshot {
     /// The protobuf bytes for nodes holding `key`, secrets sealed under it. Computed once per
     /// key on a blocking thread; concurrent callers for the same key wait for that one result.
     pub async fn encode_for(self: &Arc<Self>, key: &SealKey) -> Bytes {
-        let cell = match self.encoded.lock() {
-            Ok(mut cache) => cache.entry(key.id().to_string()).or_default().clone(),
-            Err(_) => Arc::default(),
-        };
-        cell.get_or_init(|| {
-            let (this, key) = (self.clone(), key.clone());
-            async move {
-                tokio::task::spawn_blocking(move || this.encode_now(&key))
-                    .await
-                    .unwrap_or_default()
-            }
+        let (this, k) = (self.clone(), key.clone());
+        once(&self.encoded, key.id().to_string(), move || {
+            this.encode_now(&k, None).unwrap_or_default()
         })
         .await
-        .clone()
     }
 
-    fn encode_now(&self, key: &SealKey) -> Bytes {
+    /// The changes from version `from` (a `pb::SnapshotDelta`) for nodes holding `key`, when
+    /// `from` is one of the builds this one follows; computed once per key and base like
+    /// [`BuiltSnapshot::encode_for`].
+    pub async fn delta_for(self: &Arc<Self>, key: &SealKey, from: u64) -> Option<Bytes> {
+        if !self.steps.iter().any(|(v, _)| *v == from) {
+            return None;
+        }
+        let (this, k) = (self.clone(), key.clone());
+        once(&self.deltas, (key.id().to_string(), from), move || {
+            this.encode_now(&k, Some(from))
+        })
+        .await
+    }
+
+    /// The whole snapshot (`from` None) or the delta from version `from`, encoded for `key`.
+    /// Written field by field from the rows as built (sorted by id, as the node's merge of a
+    /// delta expects), without copying them.
+    fn encode_now(&self, key: &SealKey, from: Option<u64>) -> Option<Bytes> {
+        use prost::encoding::{message, uint64};
         let t0 = std::time::Instant::now();
-        let carried = self.carried.get(key.id());
-        let mut sealed = SealedSecrets::with_capacity(self.secrets.len());
-        let mut snap = self.base.clone();
-        for (idx, plain) in &self.secrets {
-            if let Some(c) = snap.credentials.get_mut(*idx) {
-                let reuse = carried
-                    .and_then(|m| m.get(&c.id))
-                    .filter(|(was, _)| Arc::ptr_eq(was, plain) || was == plain)
-                    .map(|(_, sealed)| sealed.clone());
-                c.sealed_secret = reuse.unwrap_or_else(|| key.seal(plain, c.id.as_bytes()));
-                sealed.insert(c.id.clone(), (plain.clone(), c.sealed_secret.clone()));
+        // Per table, the ids the delta carries, sorted (None: every row).
+        let ids: Option<[std::collections::BTreeSet<&str>; 4]> = match from {
+            None => None,
+            Some(v) => {
+                let start = self.steps.iter().position(|(s, _)| *s == v)?;
+                let mut ids: [std::collections::BTreeSet<&str>; 4] = Default::default();
+                for (_, ch) in &self.steps[start..] {
+                    for (t, set) in ids.iter_mut().enumerate() {
+                        set.extend(ch.0[t].iter().map(String::as_str));
+                    }
+                }
+                Some(ids)
+            }
+        };
+        let b = &self.base;
+        let mut out = Vec::with_capacity(match ids {
+            None => b.encoded_len() + self.secrets.len() * 200,
+            Some(_) => 4096,
+        });
+        if b.version != 0 {
+            uint64::encode(1, &b.version, &mut out);
+        }
+        if b.created_at_ms != 0 {
+            prost::encoding::int64::encode(2, &b.created_at_ms, &mut out);
+        }
+        // The rows of one table to write (by index), and the ids the delta names as removed.
+        fn pick<'a, T>(
+            rows: &[T],
+            ids: Option<&std::collections::BTreeSet<&'a str>>,
+            id: impl Fn(&T) -> &str,
+            removed: &mut Vec<&'a str>,
+        ) -> Vec<usize> {
+            match ids {
+                None => (0..rows.len()).collect(),
+                Some(ids) => ids
+                    .iter()
+                    .filter_map(|want| {
+                        let found = rows.binary_search_by(|r| id(r).cmp(want)).ok();
+                        if found.is_none() {
+                            removed.push(want);
+                        }
+                        found
+                    })
+                    .collect(),
             }
         }
-        for (idx, plain) in &self.signing {
-            if let Some(k) = snap.signing_keys.get_mut(*idx) {
-                k.sealed_key = key.seal(plain, k.id.as_bytes());
+        let mut removed: [Vec<&str>; 4] = Default::default();
+        let table = |t: usize| ids.as_ref().map(|ids| &ids[t]);
+        for i in pick(&b.orgs, table(0), |r| &r.id, &mut removed[0]) {
+            message::encode(3, &b.orgs[i], &mut out);
+        }
+        for i in pick(&b.projects, table(1), |r| &r.id, &mut removed[1]) {
+            message::encode(4, &b.projects[i], &mut out);
+        }
+        for i in pick(&b.api_keys, table(2), |r| &r.id, &mut removed[2]) {
+            message::encode(5, &b.api_keys[i], &mut out);
+        }
+        let creds = pick(&b.credentials, table(3), |r| &r.id, &mut removed[3]);
+        {
+            let mut seals = self.seals.lock().unwrap_or_else(|e| e.into_inner());
+            let mine = seals.entry(key.id().to_string()).or_default();
+            for i in creds {
+                let c = &b.credentials[i];
+                let Ok(at) = self.secrets.binary_search_by_key(&i, |(i, _)| *i) else {
+                    continue;
+                };
+                let s = sealed(&mut mine.credentials, key, &c.id, &self.secrets[at].1);
+                put_credential(c, s, &mut out);
+            }
+            if from.is_none() {
+                put(7, &b.catalog_json, &mut out);
+            }
+            for (i, plain) in &self.signing {
+                if let Some(k) = b.signing_keys.get(*i) {
+                    let sealed_key = sealed(&mut mine.signing, key, &k.id, plain).to_vec();
+                    let k = pb::SigningKey {
+                        id: k.id.clone(),
+                        sealed_key,
+                        active: k.active,
+                    };
+                    message::encode(8, &k, &mut out);
+                }
+            }
+            // Secrets of credentials gone stay until a whole encoding finds many of them.
+            if from.is_none() && mine.credentials.len() > self.secrets.len() + 1024 {
+                let ids: std::collections::HashSet<&str> =
+                    b.credentials.iter().map(|c| c.id.as_str()).collect();
+                mine.credentials.retain(|id, _| ids.contains(id.as_str()));
             }
         }
-        if let Ok(mut m) = self.sealed.lock() {
-            m.insert(key.id().to_string(), Arc::new(sealed));
+        if let Some(v) = from {
+            uint64::encode(9, &v, &mut out);
+            for (t, gone) in removed.iter().enumerate() {
+                for id in gone {
+                    put(10 + t as u32, id.as_bytes(), &mut out);
+                }
+            }
         }
-        let out = Bytes::from(snap.encode_to_vec());
         let took = t0.elapsed();
-        self.encode_us.fetch_max(
-            took.as_micros() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        use std::sync::atomic::Ordering::Relaxed;
+        self.encode_us.fetch_max(took.as_micros() as u64, Relaxed);
+        self.sent_bytes.fetch_max(out.len() as u64, Relaxed);
         tracing::debug!(
             version = self.version,
+            from,
             bytes = out.len(),
             encode_ms = took.as_millis() as u64,
             "snapshot encoded for a node-token key"
         );
-        out
+        Some(Bytes::from(out))
     }
 
     /// How this snapshot's configuration differs from `other`'s, ignoring version and creation
@@ -201,6 +370,7 @@ impl BuiltSnapshot {
 pub struct SnapshotHub {
     tx: watch::Sender<Option<Arc<BuiltSnapshot>>>,
     poke: Arc<Notify>,
+    seals: Arc<SealCache>,
 }
 
 impl Default for SnapshotHub {
@@ -214,6 +384,7 @@ impl SnapshotHub {
         SnapshotHub {
             tx: watch::channel(None).0,
             poke: Arc::new(Notify::new()),
+            seals: Arc::default(),
         }
     }
 
@@ -258,17 +429,17 @@ impl SnapshotHub {
                                 build_ms = took.as_millis() as u64,
                                 "built configuration snapshot"
                             );
-                            // Encoding a version for the nodes costs about what encoding the
-                            // one before did (same size, give or take a change).
-                            let bytes = s.base.encoded_len();
-                            let encode = st.snapshots().current().map_or(0, |p| {
-                                p.encode_us.load(std::sync::atomic::Ordering::Relaxed)
+                            // Encoding a version for the nodes, and what they are sent of it
+                            // (a delta, or the whole snapshot to a node that needs one), cost
+                            // about what they did for the one before.
+                            let (encode, bytes) = st.snapshots().current().map_or((0, 0), |p| {
+                                (p.encode_us.load(Relaxed), p.sent_bytes.load(Relaxed))
                             });
                             st.snapshots().publish(s);
                             // Under a stream of writes a large configuration would otherwise
                             // be rebuilt back to back: at most half of the time making versions
                             // (building, and encoding for the nodes), and at most
-                            // `NODE_BYTES_PER_SEC` of snapshots for each node to decode and
+                            // `NODE_BYTES_PER_SEC` of updates for each node to decode and
                             // apply. Changes made meanwhile are picked up by the next build.
                             let pause = (took + Duration::from_micros(encode))
                                 .max(Duration::from_secs_f64(bytes as f64 / NODE_BYTES_PER_SEC))
@@ -307,11 +478,11 @@ async fn timed_build(st: &AppState) -> Result<(BuiltSnapshot, Duration), db::DbE
 /// any unforeseen gap in the change records could last.
 pub const FULL_READ_EVERY: Duration = Duration::from_secs(300);
 
-/// The most snapshot bytes per second the builder publishes while changes keep coming: every
-/// version is a whole snapshot that every node decodes and applies (≈40 ms for one of 13 MiB at
-/// 10,000 projects on the bench machine, bench/README), so this keeps a node's share of a core
-/// spent on applying versions to about a fifth under a stream of writes. A change after a quiet
-/// spell is built at once.
+/// The most bytes per second of updates the builder lets nodes be sent while changes keep
+/// coming, by what was sent for the version before (usually a delta of a few rows; a whole
+/// snapshot to a node that connected, ≈40 ms to decode and apply at 13 MiB at 10,000 projects on
+/// the bench machine, bench/README), so that whole snapshots do not take a node's whole core
+/// under a stream of writes. A change after a quiet spell is built at once.
 const NODE_BYTES_PER_SEC: f64 = 64.0 * 1024.0 * 1024.0;
 
 /// Change records older than this are deleted by housekeeping.
@@ -322,18 +493,28 @@ pub const CHANGES_KEPT_MS: i64 = 86_400_000;
 /// build's read (`config_changes`) and takes every other row over from the previous snapshot;
 /// otherwise it reads every table.
 pub async fn build(st: &AppState) -> Result<BuiltSnapshot, db::DbError> {
-    build_on(st, st.snapshots().current()).await
+    build_on(st, st.snapshots().current(), false).await
 }
 
 /// A build that starts from nothing: reads every table and opens every secret (for checks that
 /// what the builder publishes is what a build from scratch gives).
 pub async fn build_from_scratch(st: &AppState) -> Result<BuiltSnapshot, db::DbError> {
-    build_on(st, None).await
+    build_on(st, None, false).await
+}
+
+/// A build that reads every table, as the periodic full read does, following `previous` (so
+/// that deltas from it are worked out by comparing the two: for checks of that path).
+pub async fn build_reading_everything_on(
+    st: &AppState,
+    previous: Arc<BuiltSnapshot>,
+) -> Result<BuiltSnapshot, db::DbError> {
+    build_on(st, Some(previous), true).await
 }
 
 async fn build_on(
     st: &AppState,
     previous: Option<Arc<BuiltSnapshot>>,
+    read_everything: bool,
 ) -> Result<BuiltSnapshot, db::DbError> {
     let t0 = std::time::Instant::now();
     let b = st.db().backend();
@@ -349,7 +530,8 @@ async fn build_on(
     let version = db::i(&row, "version")?;
     let cursor = db::bulk::cursor(&mut *tx, b, version).await?;
     let base_on = previous.as_ref().filter(|p| {
-        p.full_read_at.elapsed() < FULL_READ_EVERY
+        !read_everything
+            && p.full_read_at.elapsed() < FULL_READ_EVERY
             && cursor.not_before(&p.cursor)
             && version as u64 >= p.version
     });
@@ -528,6 +710,25 @@ async fn build_on(
         }
     }
     let full_read = matches!(since, db::bulk::Since::All);
+    // What changed since the previous build, for deltas: the change records' ids when this
+    // build started from it, the rows that differ when it read everything.
+    let steps = match &previous {
+        Some(p) if p.version < version as u64 => {
+            let changed = match base_on {
+                Some(_) => {
+                    let tables = ["orgs", "projects", "api_keys", "provider_credentials"];
+                    Changed(tables.map(|t| changed_in(t).iter().map(|id| id.to_string()).collect()))
+                }
+                None => differing(p, &base, &opened),
+            };
+            let mut steps = p.steps.clone();
+            steps.push((p.version, Arc::new(changed)));
+            let excess = steps.len().saturating_sub(STEPS_KEPT);
+            steps.drain(..excess);
+            steps
+        }
+        _ => Vec::new(),
+    };
     tracing::debug!(
         full_read,
         rows_read,
@@ -545,22 +746,73 @@ async fn build_on(
         cursor,
         full_read,
         encode_us: std::sync::atomic::AtomicU64::new(0),
+        sent_bytes: std::sync::atomic::AtomicU64::new(0),
         base,
         secrets,
         signing: signing_plain,
         encoded: Mutex::new(HashMap::new()),
-        sealed: Mutex::new(HashMap::new()),
-        carried: previous
-            .map(|p| {
-                let mut m = p.carried.clone();
-                if let Ok(newest) = p.sealed.lock() {
-                    m.extend(newest.iter().map(|(k, v)| (k.clone(), v.clone())));
-                }
-                m
-            })
-            .unwrap_or_default(),
+        deltas: Mutex::new(HashMap::new()),
+        seals: st.snapshots().seals.clone(),
+        steps,
         opened,
     })
+}
+
+/// The ids of rows that differ between `previous` and the rows just built (with their opened
+/// secrets), both sorted by id.
+fn differing(
+    previous: &BuiltSnapshot,
+    base: &pb::Snapshot,
+    opened: &HashMap<String, (String, String, Arc<[u8]>)>,
+) -> Changed {
+    fn ids<T>(
+        a: &[T],
+        b: &[T],
+        id: impl Fn(&T) -> &String,
+        same: impl Fn(&T, &T) -> bool,
+    ) -> Vec<String> {
+        let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
+        let mut out = Vec::new();
+        loop {
+            match (a.peek(), b.peek()) {
+                (None, None) => return out,
+                (Some(x), Some(y)) if id(x) == id(y) => {
+                    if !same(x, y) {
+                        out.push(id(x).clone());
+                    }
+                    a.next();
+                    b.next();
+                }
+                (Some(x), Some(y)) if id(x) < id(y) => {
+                    out.push(id(x).clone());
+                    a.next();
+                }
+                (Some(x), None) => {
+                    out.push(id(x).clone());
+                    a.next();
+                }
+                (_, Some(y)) => {
+                    out.push(id(y).clone());
+                    b.next();
+                }
+            }
+        }
+    }
+    let p = &previous.base;
+    let secret = |m: &HashMap<String, (String, String, Arc<[u8]>)>, id: &str| {
+        m.get(id).map(|(_, _, plain)| plain.clone())
+    };
+    Changed([
+        ids(&p.orgs, &base.orgs, |r| &r.id, |x, y| x == y),
+        ids(&p.projects, &base.projects, |r| &r.id, |x, y| x == y),
+        ids(&p.api_keys, &base.api_keys, |r| &r.id, |x, y| x == y),
+        ids(
+            &p.credentials,
+            &base.credentials,
+            |r| &r.id,
+            |x, y| x == y && secret(&previous.opened, &x.id) == secret(opened, &y.id),
+        ),
+    ])
 }
 
 /// The rows of one table for the new snapshot, sorted by id: those of `previous` (sorted by id)

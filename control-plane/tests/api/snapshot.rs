@@ -6,15 +6,76 @@
 
 use std::time::Duration;
 
-use control_plane::service::snapshot::{BuiltSnapshot, build_from_scratch};
+use std::sync::Arc;
+
+use control_plane::service::snapshot::{
+    BuiltSnapshot, build_from_scratch, build_reading_everything_on,
+};
+use data_plane::seal::{PURPOSE_SNAPSHOT, SealKey};
+use data_plane::snapshot::Snapshot;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::harness::TestApp;
 
+/// A node following the published snapshots the way a real one does: a whole snapshot first,
+/// then the delta from the version it holds.
+struct Node {
+    key: SealKey,
+    /// The version it holds, and the build it came from.
+    held: Option<(Snapshot, Arc<BuiltSnapshot>)>,
+    deltas: u32,
+}
+
+impl Node {
+    fn new(app: &TestApp) -> Node {
+        let token = app.config.node_token.as_ref().unwrap().expose();
+        Node {
+            key: SealKey::from_node_token(token, PURPOSE_SNAPSHOT),
+            held: None,
+            deltas: 0,
+        }
+    }
+
+    /// Moves to `to` by the delta from the version held (or the whole snapshot, when `to` has
+    /// none from it) and checks that the result is, byte for byte, `to`'s whole encoding.
+    async fn follow(&mut self, to: &Arc<BuiltSnapshot>, round: &str) {
+        let whole = to.encode_for(&self.key).await;
+        let next = match self.held.take() {
+            Some((held, _)) if held.version == to.version => held,
+            Some((held, _)) => match to.delta_for(&self.key, held.version).await {
+                Some(d) => {
+                    let next = held.apply_delta(&d, &self.key).unwrap_or_else(|e| {
+                        panic!(
+                            "{round}: the delta from v{} does not apply: {e}",
+                            held.version
+                        )
+                    });
+                    assert!(
+                        next.raw() == &whole,
+                        "{round}: the delta from v{} does not give the whole snapshot of v{} \
+                         ({} bytes against {})",
+                        held.version,
+                        to.version,
+                        next.raw().len(),
+                        whole.len()
+                    );
+                    self.deltas += 1;
+                    next
+                }
+                None => Snapshot::build(whole, &self.key, None).unwrap(),
+            },
+            None => Snapshot::build(whole, &self.key, None).unwrap(),
+        };
+        self.held = Some((next, to.clone()));
+    }
+}
+
 /// Waits until the builder has published the database's current version, then checks it
-/// against a build from scratch. Returns whether the published build read only changes.
-async fn published_matches_scratch(app: &TestApp, round: &str) -> bool {
+/// against a build from scratch, and that `node` gets to it by a delta (and that a build
+/// reading every table, as the periodic full read does, gives a delta from the node's version
+/// too). Returns whether the published build read only changes.
+async fn published_matches_scratch(app: &TestApp, node: &mut Node, round: &str) -> bool {
     let st = &app.running.as_ref().unwrap().state;
     for _ in 0..1000 {
         let want = control_plane::db::config_version(st.db()).await.unwrap() as u64;
@@ -30,6 +91,31 @@ async fn published_matches_scratch(app: &TestApp, round: &str) -> bool {
                 "{round}: the published snapshot differs from a build from scratch:\n{}",
                 diff.join("\n")
             );
+            if let Some((held, built)) = &node.held {
+                let everything = build_reading_everything_on(st, built.clone())
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    everything.version, s.version,
+                    "{round}: a write happened meanwhile"
+                );
+                let mut other = Node {
+                    key: node.key.clone(),
+                    held: Some((
+                        Snapshot::build(held.raw().clone(), &node.key, None).unwrap(),
+                        built.clone(),
+                    )),
+                    deltas: 0,
+                };
+                other
+                    .follow(&Arc::new(everything), &format!("{round} (read everything)"))
+                    .await;
+                assert_eq!(
+                    other.deltas, 1,
+                    "{round}: no delta after reading everything"
+                );
+            }
+            node.follow(&s, round).await;
             return !s.read_everything();
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -87,13 +173,15 @@ async fn the_published_snapshot_always_equals_a_build_from_scratch() {
     let app = TestApp::spawn().await;
     let org = app.org_id.clone();
     let mut incremental = 0;
-    published_matches_scratch(&app, "start").await;
+    let mut node = Node::new(&app);
+    published_matches_scratch(&app, &mut node, "start").await;
 
     // Projects with keys and credentials.
     let mut projects = Vec::new();
     for i in 0..4 {
         projects.push(project_with_keys_and_credentials(&app, &org, &format!("p{i}")).await);
-        incremental += published_matches_scratch(&app, &format!("project {i}")).await as u32;
+        incremental +=
+            published_matches_scratch(&app, &mut node, &format!("project {i}")).await as u32;
     }
 
     // An org-level key and credential, then a rename of a project.
@@ -116,11 +204,11 @@ async fn the_published_snapshot_always_equals_a_build_from_scratch() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    incremental += published_matches_scratch(&app, "rename").await as u32;
+    incremental += published_matches_scratch(&app, &mut node, "rename").await as u32;
 
     // A revoked key leaves; a credential's secret and metadata change; a credential goes.
     gone(&app, &format!("/api/v1/api-keys/{org_key}")).await;
-    incremental += published_matches_scratch(&app, "revoke").await as u32;
+    incremental += published_matches_scratch(&app, &mut node, "revoke").await as u32;
     let (s, v) = app
         .patch(
             &format!("/api/v1/providers/{org_cred}"),
@@ -128,7 +216,7 @@ async fn the_published_snapshot_always_equals_a_build_from_scratch() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    incremental += published_matches_scratch(&app, "secret change").await as u32;
+    incremental += published_matches_scratch(&app, &mut node, "secret change").await as u32;
     let (_, creds) = app
         .get(&format!("/api/v1/projects/{}/providers", projects[1]))
         .await;
@@ -138,11 +226,11 @@ async fn the_published_snapshot_always_equals_a_build_from_scratch() {
         .map(id)
         .unwrap_or_else(|| panic!("no project credential in {creds}"));
     gone(&app, &format!("/api/v1/providers/{cred}")).await;
-    incremental += published_matches_scratch(&app, "credential deleted").await as u32;
+    incremental += published_matches_scratch(&app, &mut node, "credential deleted").await as u32;
 
     // A project's deletion takes its keys and credentials with it (cascade).
     gone(&app, &format!("/api/v1/projects/{}", projects[2])).await;
-    incremental += published_matches_scratch(&app, "project deleted").await as u32;
+    incremental += published_matches_scratch(&app, &mut node, "project deleted").await as u32;
 
     // A whole organization: created with a project, then deleted.
     let (other, other_key) = app.other_org("other").await;
@@ -165,13 +253,13 @@ async fn the_published_snapshot_always_equals_a_build_from_scratch() {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
-    incremental += published_matches_scratch(&app, "other org").await as u32;
+    incremental += published_matches_scratch(&app, &mut node, "other org").await as u32;
     let admin = app.login_admin().await;
     let (s, v) = admin
         .send(Method::DELETE, &format!("/api/v1/orgs/{other}"), None)
         .await;
     assert!(s.is_success(), "deleting the org: {s} {v}");
-    incremental += published_matches_scratch(&app, "org deleted").await as u32;
+    incremental += published_matches_scratch(&app, &mut node, "org deleted").await as u32;
 
     // Concurrent writers: transactions commit in whatever order they get to.
     let writers = (0..6).map(|t| {
@@ -191,7 +279,7 @@ async fn the_published_snapshot_always_equals_a_build_from_scratch() {
         }
     });
     futures_util::future::join_all(writers).await;
-    incremental += published_matches_scratch(&app, "concurrent writers").await as u32;
+    incremental += published_matches_scratch(&app, &mut node, "concurrent writers").await as u32;
 
     // The builder did read only changes for most of these (each check waits for it, so every
     // round's build follows a recent one); were it always reading everything, this test would
@@ -199,6 +287,13 @@ async fn the_published_snapshot_always_equals_a_build_from_scratch() {
     assert!(
         incremental >= 8,
         "only {incremental} of 12 published builds read only the changes"
+    );
+    // And the node followed them by deltas (all but a round whose builds were more than
+    // `STEPS_KEPT` apart).
+    assert!(
+        node.deltas >= 11,
+        "only {} of 12 rounds by a delta",
+        node.deltas
     );
 }
 

@@ -66,6 +66,10 @@ async fn a_change_reaches_running_nodes_without_restart() {
     n1.wait_version(cp.current_version().await).await;
     let (s, _, _) = n1.chat(&key, "gpt-4o", &[]).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // The credential and the revocation reached the running node as deltas, not whole
+    // snapshots.
+    let deltas = n1.metric("aiproxy_config_deltas_applied_total").await;
+    assert!(deltas >= 2.0, "{}", n1.metrics().await);
 }
 
 #[tokio::test]
@@ -77,6 +81,11 @@ async fn traffic_continues_when_the_control_plane_dies_and_nodes_restart_from_di
     let mut node = Node::start_with(&cp, cache.clone(), &[]).await;
     let key = cp.key("proxy", None).await;
     node.wait_version(cp.current_version().await).await;
+    // One more change reaches it as a delta: what it writes to disk is then the whole
+    // snapshot it made from its previous one and the delta.
+    cp.project("before-the-kill").await;
+    node.wait_version(cp.current_version().await).await;
+    assert!(node.metric("aiproxy_config_deltas_applied_total").await >= 1.0);
     // Traffic flows while the control plane is killed.
     let ok = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));

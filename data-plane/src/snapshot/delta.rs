@@ -1,0 +1,714 @@
+//! Applying a `pb::SnapshotDelta`: the rows that changed since the version the node holds, and
+//! the ids of those gone. The result is the snapshot a whole encoding of the new version would
+//! give — the same maps, and the same bytes (`raw`), which the node persists and compares the
+//! next whole snapshot with — but only the changed rows are decoded, and the parts with no
+//! change are taken over as they are.
+
+use std::collections::HashSet;
+
+use prost::encoding::{WireType, encode_key, encode_varint};
+
+use super::*;
+
+pub(super) const F_LAST: usize = 13;
+/// Fields of the removed ids, in the order of the tables' fields (`F_ORGS`..`F_CREDENTIALS`).
+const F_REMOVED: [usize; 4] = [10, 11, 12, 13];
+const TABLES: [usize; 4] = [F_ORGS, F_PROJECTS, F_KEYS, F_CREDENTIALS];
+
+/// The id (field 1) of an encoded org, project, key or credential; empty when it has none.
+fn row_id(row: &[u8]) -> Result<&[u8], SnapshotError> {
+    use prost::encoding::decode_varint;
+    let bad = |what: String| SnapshotError::Decode(format!("delta does not decode: {what}"));
+    let mut rest = row;
+    while !rest.is_empty() {
+        let key = decode_varint(&mut rest).map_err(|e| bad(e.to_string()))?;
+        let skip = match key & 7 {
+            0 => {
+                decode_varint(&mut rest).map_err(|e| bad(e.to_string()))?;
+                0
+            }
+            2 => {
+                let len = decode_varint(&mut rest).map_err(|e| bad(e.to_string()))? as usize;
+                if len > rest.len() {
+                    return Err(bad("a row's field runs past its end".into()));
+                }
+                if key >> 3 == 1 {
+                    return Ok(&rest[..len]);
+                }
+                len
+            }
+            1 => 8,
+            5 => 4,
+            w => return Err(bad(format!("unexpected wire type {w} in a row"))),
+        };
+        rest = rest
+            .get(skip..)
+            .ok_or_else(|| bad("a row's field runs past its end".into()))?;
+    }
+    Ok(b"")
+}
+
+fn text(id: &[u8]) -> Result<&str, SnapshotError> {
+    std::str::from_utf8(id)
+        .map_err(|_| SnapshotError::Decode("delta does not decode: an id is not UTF-8".into()))
+}
+
+fn put(field: usize, bytes: &[u8], out: &mut Vec<u8>) {
+    encode_key(field as u32, WireType::LengthDelimited, out);
+    encode_varint(bytes.len() as u64, out);
+    out.extend_from_slice(bytes);
+}
+
+impl Snapshot {
+    /// The snapshot `delta` (an encoded `pb::SnapshotDelta` against this snapshot's version)
+    /// makes of this one. Checked like a whole snapshot: a changed row must decode (and a
+    /// credential open), every owner reference must resolve — those of rows taken over too,
+    /// when orgs or projects changed — and an id may come only once; any failure refuses the
+    /// delta whole and leaves this snapshot as it is.
+    pub fn apply_delta(&self, delta: &[u8], key: &SealKey) -> Result<Snapshot, SnapshotError> {
+        let d = split(delta)?;
+        if d.base_version != self.version {
+            return Err(SnapshotError::Base {
+                base: d.base_version,
+                held: self.version,
+            });
+        }
+        if d.version <= self.version {
+            return Err(SnapshotError::Decode(format!(
+                "delta to version {} is not newer than its base {}",
+                d.version, self.version
+            )));
+        }
+        let rows = |f: usize| d.sections.0[f].iter().map(|r| &delta[r.clone()]);
+        // Per table: the changed rows (id, bytes) as sent, and every id to drop from the base
+        // (those removed and those replaced).
+        let mut fresh: Vec<Vec<(&[u8], &[u8])>> = Vec::with_capacity(4);
+        let mut gone: Vec<HashSet<&str>> = Vec::with_capacity(4);
+        for (t, f) in TABLES.into_iter().enumerate() {
+            let mut ids = HashSet::new();
+            for id in rows(F_REMOVED[t]) {
+                ids.insert(text(id)?);
+            }
+            let mut changed = Vec::with_capacity(d.sections.0[f].len());
+            for row in rows(f) {
+                let id = row_id(row)?;
+                ids.insert(text(id)?);
+                changed.push((id, row));
+            }
+            fresh.push(changed);
+            gone.push(ids);
+        }
+
+        let raw = self.patched(&d, delta, &fresh, &gone)?;
+        let sections = split(&raw)?.sections;
+        let decode_err = |e: prost::DecodeError| SnapshotError::Decode(e.to_string());
+
+        let (orgs, org_by_name) = if gone[0].is_empty() {
+            (self.orgs.clone(), self.org_by_name.clone())
+        } else {
+            let (mut orgs, mut by_name) = ((*self.orgs).clone(), (*self.org_by_name).clone());
+            for id in &gone[0] {
+                if let Some(o) = orgs.remove(*id)
+                    && by_name.get(&o.name) == Some(&o.id)
+                {
+                    by_name.remove(&o.name);
+                }
+            }
+            for (_, row) in &fresh[0] {
+                let o = pb::Org::decode(*row).map_err(decode_err)?;
+                by_name.insert(o.name.clone(), o.id.clone());
+                let org = Org {
+                    id: o.id.clone(),
+                    name: o.name,
+                };
+                if orgs.insert(o.id.clone(), org).is_some() {
+                    return Err(SnapshotError::Duplicate("org", o.id));
+                }
+            }
+            (Arc::new(orgs), Arc::new(by_name))
+        };
+
+        let (projects, project_by_name) = if gone[1].is_empty() {
+            (self.projects.clone(), self.project_by_name.clone())
+        } else {
+            let (mut projects, mut by_name) =
+                ((*self.projects).clone(), (*self.project_by_name).clone());
+            for id in &gone[1] {
+                if let Some(p) = projects.remove(*id) {
+                    let name = (p.org_id, p.name);
+                    if by_name.get(&name) == Some(&p.id) {
+                        by_name.remove(&name);
+                    }
+                }
+            }
+            for (_, row) in &fresh[1] {
+                let p = pb::Project::decode(*row).map_err(decode_err)?;
+                by_name.insert((p.org_id.clone(), p.name.clone()), p.id.clone());
+                let project = Project {
+                    id: p.id.clone(),
+                    org_id: p.org_id,
+                    name: p.name,
+                };
+                if projects.insert(p.id.clone(), project).is_some() {
+                    return Err(SnapshotError::Duplicate("project", p.id));
+                }
+            }
+            (Arc::new(projects), Arc::new(by_name))
+        };
+        let owners_changed = !gone[0].is_empty() || !gone[1].is_empty();
+        if !gone[0].is_empty()
+            && let Some(p) = projects.values().find(|p| !orgs.contains_key(&p.org_id))
+        {
+            return Err(SnapshotError::Dangling(
+                format!("project {}", p.id),
+                "org",
+                p.org_id.clone(),
+            ));
+        }
+        let dangling = |what: &dyn Fn() -> String, org_id: &str, project_id: Option<&str>| {
+            if !orgs.contains_key(org_id) {
+                return Some(SnapshotError::Dangling(what(), "org", org_id.to_string()));
+            }
+            match project_id {
+                Some(p) if projects.get(p).is_none_or(|pr| pr.org_id != org_id) => {
+                    Some(SnapshotError::Dangling(what(), "project", p.to_string()))
+                }
+                _ => None,
+            }
+        };
+
+        let (keys, key_ids) = if gone[2].is_empty() {
+            (self.keys.clone(), self.key_ids.clone())
+        } else {
+            let (mut keys, mut key_ids) = ((*self.keys).clone(), (*self.key_ids).clone());
+            for id in &gone[2] {
+                if let Some(hash) = key_ids.remove(*id) {
+                    keys.remove(&hash);
+                }
+            }
+            for (_, row) in &fresh[2] {
+                let k = pb::ApiKey::decode(*row).map_err(decode_err)?;
+                let hash: [u8; 32] = k.key_hash.as_slice().try_into().map_err(|_| {
+                    SnapshotError::Decode(format!("api key {}: hash is not 32 bytes", k.id))
+                })?;
+                let project_id = non_empty(k.project_id);
+                let what = || format!("api key {}", k.id);
+                if let Some(e) = dangling(&what, &k.org_id, project_id.as_deref()) {
+                    return Err(e);
+                }
+                if key_ids.insert(k.id.clone(), hash).is_some() {
+                    return Err(SnapshotError::Duplicate("api key", k.id));
+                }
+                let role = if k.role == "admin" {
+                    KeyRole::Admin
+                } else {
+                    KeyRole::Proxy
+                };
+                let owner = |id: String| -> Arc<str> { Arc::from(id) };
+                keys.insert(
+                    hash,
+                    ApiKey {
+                        id: k.id,
+                        org_id: owner(k.org_id),
+                        project_id: project_id.map(owner),
+                        role,
+                        name: k.name,
+                    },
+                );
+            }
+            (Arc::new(keys), Arc::new(key_ids))
+        };
+        if owners_changed {
+            for k in keys.values() {
+                let what = || format!("api key {}", k.id);
+                if let Some(e) = dangling(&what, &k.org_id, k.project_id.as_deref()) {
+                    return Err(e);
+                }
+            }
+        }
+
+        let (org_credentials, project_credentials, credential_count) = if gone[3].is_empty() {
+            (
+                self.org_credentials.clone(),
+                self.project_credentials.clone(),
+                self.credential_count,
+            )
+        } else {
+            let mut by_org = (*self.org_credentials).clone();
+            let mut by_project = (*self.project_credentials).clone();
+            let mut count = self.credential_count;
+            // The credentials dropped, by id (a changed one whose wire form is the same is
+            // taken over), and the owners whose lists change.
+            let mut known: Map<&str, &Arc<Credential>> = Map::default();
+            let (mut orgs_touched, mut projects_touched) = (HashSet::new(), HashSet::new());
+            for c in self.all_credentials() {
+                if gone[3].contains(c.id.as_str()) {
+                    known.insert(c.id.as_str(), c);
+                    match &c.project_id {
+                        Some(p) => projects_touched.insert(p.clone()),
+                        None => orgs_touched.insert(c.org_id.clone()),
+                    };
+                }
+            }
+            count -= known.len();
+            for (touched, lists) in [
+                (&orgs_touched, &mut by_org),
+                (&projects_touched, &mut by_project),
+            ] {
+                for owner in touched {
+                    if let Some(list) = lists.get_mut(owner) {
+                        list.retain(|c| !gone[3].contains(c.id.as_str()));
+                    }
+                }
+            }
+            let mut seen = HashSet::new();
+            for (_, row) in &fresh[3] {
+                let c = pb::Credential::decode(*row).map_err(decode_err)?;
+                if !seen.insert(c.id.clone()) {
+                    return Err(SnapshotError::Duplicate("credential", c.id));
+                }
+                let project_id = non_empty(c.project_id.clone());
+                let what = || format!("credential {}", c.id);
+                if let Some(e) = dangling(&what, &c.org_id, project_id.as_deref()) {
+                    return Err(e);
+                }
+                let wire = wire_hash(&c);
+                let cred = match known.get(c.id.as_str()) {
+                    Some(k) if k.wire == wire => Arc::clone(k),
+                    _ => Arc::new(credential(c, key, wire)?),
+                };
+                count += 1;
+                match &cred.project_id {
+                    Some(p) => {
+                        projects_touched.insert(p.clone());
+                        by_project.entry(p.clone()).or_default().push(cred);
+                    }
+                    None => {
+                        orgs_touched.insert(cred.org_id.clone());
+                        by_org.entry(cred.org_id.clone()).or_default().push(cred);
+                    }
+                }
+            }
+            // Each owner's list in id order, as a whole snapshot (sorted by id) gives it.
+            for (touched, lists) in [
+                (&orgs_touched, &mut by_org),
+                (&projects_touched, &mut by_project),
+            ] {
+                for owner in touched {
+                    if let Some(list) = lists.get_mut(owner) {
+                        list.sort_by(|a, b| a.id.cmp(&b.id));
+                        if list.is_empty() {
+                            lists.remove(owner);
+                        }
+                    }
+                }
+            }
+            (Arc::new(by_org), Arc::new(by_project), count)
+        };
+        if owners_changed {
+            for c in org_credentials
+                .values()
+                .chain(project_credentials.values())
+                .flatten()
+            {
+                let what = || format!("credential {}", c.id);
+                if let Some(e) = dangling(&what, &c.org_id, c.project_id.as_deref()) {
+                    return Err(e);
+                }
+            }
+        }
+
+        let catalog = match rows(F_CATALOG).next_back() {
+            Some(json) => catalog(json)?,
+            None => self.catalog.clone(),
+        };
+        let signing_keys = signing_keys(rows(F_SIGNING), key)?;
+        Ok(Snapshot {
+            version: d.version,
+            created_at_ms: d.created_at_ms,
+            orgs,
+            org_by_name,
+            projects,
+            project_by_name,
+            keys,
+            key_ids,
+            org_credentials,
+            project_credentials,
+            catalog,
+            signing_keys,
+            credential_count,
+            raw: raw.into(),
+            sections,
+        })
+    }
+
+    /// The new version's whole encoding: this snapshot's rows less those `gone`, merged in id
+    /// order with the `fresh` ones, the delta's catalog (or this one's) and signing keys — the
+    /// bytes the control plane's whole encoding of that version has, field for field.
+    fn patched(
+        &self,
+        d: &Split,
+        delta: &[u8],
+        fresh: &[Vec<(&[u8], &[u8])>],
+        gone: &[HashSet<&str>],
+    ) -> Result<Vec<u8>, SnapshotError> {
+        let mut out = Vec::with_capacity(self.raw.len() + delta.len());
+        if d.version != 0 {
+            prost::encoding::uint64::encode(1, &d.version, &mut out);
+        }
+        if d.created_at_ms != 0 {
+            prost::encoding::int64::encode(2, &d.created_at_ms, &mut out);
+        }
+        for (t, f) in TABLES.into_iter().enumerate() {
+            let mut new = fresh[t].iter().peekable();
+            for r in &self.sections.0[f] {
+                let row = &self.raw[r.clone()];
+                let id = row_id(row)?;
+                while let Some((_, n)) = new.next_if(|(nid, _)| *nid < id) {
+                    put(f, n, &mut out);
+                }
+                if !gone[t].contains(text(id)?) {
+                    put(f, row, &mut out);
+                }
+            }
+            for (_, n) in new {
+                put(f, n, &mut out);
+            }
+        }
+        let catalog = match d.sections.0[F_CATALOG].last() {
+            Some(r) => &delta[r.clone()],
+            None => self.sections.0[F_CATALOG]
+                .last()
+                .map_or(&[][..], |r| &self.raw[r.clone()]),
+        };
+        if !catalog.is_empty() {
+            put(F_CATALOG, catalog, &mut out);
+        }
+        for r in &d.sections.0[F_SIGNING] {
+            put(F_SIGNING, &delta[r.clone()], &mut out);
+        }
+        Ok(out)
+    }
+
+    /// The whole encoding this snapshot was built from (what the node persists).
+    pub fn raw(&self) -> &bytes::Bytes {
+        &self.raw
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SealKey {
+        SealKey::from_node_token("node-token-for-tests", crate::seal::PURPOSE_SNAPSHOT)
+    }
+
+    fn cred(id: &str, org: &str, project: &str, secret: &str) -> pb::Credential {
+        let payload = serde_json::json!({ "secret": secret }).to_string();
+        pb::Credential {
+            id: id.into(),
+            org_id: org.into(),
+            project_id: project.into(),
+            name: id.into(),
+            r#type: "openai".into(),
+            metadata_json: "{}".into(),
+            sealed_secret: key().seal(payload.as_bytes(), id.as_bytes()),
+            updated_at_ms: 1,
+        }
+    }
+
+    fn api_key(id: &str, org: &str, project: &str, n: u8) -> pb::ApiKey {
+        pb::ApiKey {
+            id: id.into(),
+            org_id: org.into(),
+            project_id: project.into(),
+            role: "proxy".into(),
+            key_hash: vec![n; 32],
+            name: id.into(),
+        }
+    }
+
+    fn project(id: &str, org: &str) -> pb::Project {
+        pb::Project {
+            id: id.into(),
+            org_id: org.into(),
+            name: format!("name-of-{id}"),
+        }
+    }
+
+    fn org(id: &str) -> pb::Org {
+        pb::Org {
+            id: id.into(),
+            name: format!("name-of-{id}"),
+        }
+    }
+
+    fn signing(id: &str) -> pb::SigningKey {
+        pb::SigningKey {
+            id: id.into(),
+            sealed_key: key().seal(&[9; 32], id.as_bytes()),
+            active: true,
+        }
+    }
+
+    fn base() -> pb::Snapshot {
+        pb::Snapshot {
+            version: 10,
+            created_at_ms: 1_000,
+            orgs: vec![org("o1"), org("o2")],
+            projects: vec![project("p1", "o1"), project("p2", "o2")],
+            api_keys: vec![api_key("k1", "o1", "p1", 1), api_key("k2", "o2", "", 2)],
+            credentials: vec![
+                cred("c1", "o1", "p1", "sk-1"),
+                cred("c2", "o1", "", "sk-2"),
+                cred("c3", "o2", "p2", "sk-3"),
+            ],
+            catalog_json: llm::catalog::BUILTIN_JSON.as_bytes().to_vec(),
+            signing_keys: vec![signing("s1")],
+        }
+    }
+
+    /// What the control plane sends for `a` → `b`: rows of `b` not equal in `a`, ids of `a`
+    /// not in `b`, the whole signing key list, no catalog (unchanged).
+    fn delta(a: &pb::Snapshot, b: &pb::Snapshot) -> pb::SnapshotDelta {
+        fn diff<T: PartialEq + Clone>(
+            a: &[T],
+            b: &[T],
+            id: impl Fn(&T) -> &String,
+        ) -> (Vec<T>, Vec<String>) {
+            let changed = b.iter().filter(|x| !a.contains(x)).cloned().collect();
+            let removed = a
+                .iter()
+                .filter(|x| !b.iter().any(|y| id(y) == id(x)))
+                .map(|x| id(x).clone())
+                .collect();
+            (changed, removed)
+        }
+        let (orgs, removed_orgs) = diff(&a.orgs, &b.orgs, |x| &x.id);
+        let (projects, removed_projects) = diff(&a.projects, &b.projects, |x| &x.id);
+        let (api_keys, removed_api_keys) = diff(&a.api_keys, &b.api_keys, |x| &x.id);
+        let (credentials, removed_credentials) = diff(&a.credentials, &b.credentials, |x| &x.id);
+        pb::SnapshotDelta {
+            version: b.version,
+            created_at_ms: b.created_at_ms,
+            orgs,
+            projects,
+            api_keys,
+            credentials,
+            catalog_json: Vec::new(),
+            signing_keys: b.signing_keys.clone(),
+            base_version: a.version,
+            removed_orgs,
+            removed_projects,
+            removed_api_keys,
+            removed_credentials,
+        }
+    }
+
+    /// Everything a node serves from, in a stable order (secrets included: equal, not shown).
+    fn content(s: &Snapshot) -> Vec<String> {
+        let mut out = vec![format!("v{} at {}", s.version, s.created_at_ms)];
+        let mut part = |mut v: Vec<String>| {
+            v.sort();
+            out.extend(v)
+        };
+        part(s.orgs.values().map(|o| format!("org {o:?}")).collect());
+        part(
+            s.org_by_name
+                .iter()
+                .map(|(n, id)| format!("org name {n} {id}"))
+                .collect(),
+        );
+        part(
+            s.projects
+                .values()
+                .map(|p| format!("project {p:?}"))
+                .collect(),
+        );
+        part(
+            s.project_by_name
+                .iter()
+                .map(|(n, id)| format!("project name {n:?} {id}"))
+                .collect(),
+        );
+        part(
+            s.keys
+                .iter()
+                .map(|(h, k)| format!("key {h:?} {k:?}"))
+                .collect(),
+        );
+        part(
+            s.key_ids
+                .iter()
+                .map(|(id, h)| format!("key id {id} {h:?}"))
+                .collect(),
+        );
+        for (what, lists) in [
+            ("org", &s.org_credentials),
+            ("project", &s.project_credentials),
+        ] {
+            part(
+                lists
+                    .iter()
+                    .map(|(owner, list)| {
+                        let creds: Vec<_> = list
+                            .iter()
+                            .map(|c| format!("{} {} {}", c.id, c.secret.expose(), c.fingerprint))
+                            .collect();
+                        format!("{what} {owner}: {creds:?}")
+                    })
+                    .collect(),
+            );
+        }
+        out.push(format!("{} credentials", s.credential_count));
+        out.push(format!("{:?}", s.signing_keys));
+        out
+    }
+
+    fn whole(p: &pb::Snapshot) -> Snapshot {
+        Snapshot::build(p.encode_to_vec().into(), &key(), None).unwrap()
+    }
+
+    fn apply(s: &Snapshot, d: &pb::SnapshotDelta) -> Result<Snapshot, SnapshotError> {
+        s.apply_delta(&d.encode_to_vec(), &key())
+    }
+
+    #[test]
+    fn a_delta_gives_what_the_whole_snapshot_gives() {
+        let a = base();
+        let mut b = a.clone();
+        b.version = 12;
+        b.created_at_ms = 2_000;
+        b.orgs.push(org("o3"));
+        b.projects.push(project("p3", "o3"));
+        b.api_keys[0].name = "renamed".into();
+        b.api_keys.remove(1);
+        b.api_keys.push(api_key("k3", "o3", "p3", 3));
+        b.credentials[0] = cred("c1", "o1", "p1", "sk-1-rotated");
+        b.credentials.remove(1);
+        b.credentials.insert(0, cred("c0", "o1", "p1", "sk-0"));
+        b.credentials.push(cred("c4", "o3", "", "sk-4"));
+        b.credentials.push(cred("c5", "o3", "p3", "sk-5"));
+        b.signing_keys.push(signing("s2"));
+        let sa = whole(&a);
+        let d = delta(&a, &b);
+        let sd = apply(&sa, &d).unwrap();
+        assert_eq!(sd.raw().as_ref(), b.encode_to_vec().as_slice());
+        assert_eq!(content(&sd), content(&whole(&b)));
+        // In id order within their owner, as from a whole snapshot.
+        let p1: Vec<_> = sd
+            .project_credentials("p1")
+            .iter()
+            .map(|c| c.secret.expose())
+            .collect();
+        assert_eq!(p1, ["sk-0", "sk-1-rotated"]);
+        assert!(sd.org_credentials("o1").is_empty());
+        // The unchanged credential is the same one, not opened again.
+        assert!(Arc::ptr_eq(
+            &sa.project_credentials("p2")[0],
+            &sd.project_credentials("p2")[0]
+        ));
+        // The delta is the changed rows, not the whole snapshot (the catalog alone is most of it).
+        assert!(d.encode_to_vec().len() * 2 < b.encode_to_vec().len());
+
+        // Only a key changes: every other part is taken over as it is.
+        let mut c = b.clone();
+        c.version = 13;
+        c.api_keys.push(api_key("k4", "o1", "", 4));
+        let sc = apply(&sd, &delta(&b, &c)).unwrap();
+        // A credential joins an owner ahead of the ones it had (ids sort before theirs).
+        let mut c2 = c.clone();
+        c2.version = 14;
+        c2.credentials.insert(0, cred("b9", "o1", "p1", "sk-b9"));
+        let sc2 = apply(&sc, &delta(&c, &c2)).unwrap();
+        assert_eq!(content(&sc2), content(&whole(&c2)));
+        assert_eq!(sc2.raw().as_ref(), c2.encode_to_vec().as_slice());
+        assert_eq!(content(&sc), content(&whole(&c)));
+        assert_eq!(sc.raw().as_ref(), c.encode_to_vec().as_slice());
+        assert!(Arc::ptr_eq(&sd.orgs, &sc.orgs));
+        assert!(Arc::ptr_eq(&sd.projects, &sc.projects));
+        assert!(Arc::ptr_eq(
+            &sd.project_credentials,
+            &sc.project_credentials
+        ));
+        assert!(Arc::ptr_eq(&sd.catalog, &sc.catalog));
+
+        // A whole org goes (its project, key and credentials with it), and the next whole
+        // snapshot still takes over what the delta-made one holds, byte for byte.
+        let mut e = c.clone();
+        e.version = 20;
+        e.orgs.retain(|o| o.id != "o3");
+        e.projects.retain(|p| p.org_id != "o3");
+        e.api_keys.retain(|k| k.org_id != "o3");
+        e.credentials.retain(|x| x.org_id != "o3");
+        let se = apply(&sc, &delta(&c, &e)).unwrap();
+        assert_eq!(content(&se), content(&whole(&e)));
+        assert_eq!(se.credential_count, 3);
+        let mut f = e.clone();
+        f.version = 21;
+        let sf = Snapshot::build(f.encode_to_vec().into(), &key(), Some(&se)).unwrap();
+        assert!(Arc::ptr_eq(&se.keys, &sf.keys));
+        assert!(Arc::ptr_eq(
+            &se.project_credentials,
+            &sf.project_credentials
+        ));
+    }
+
+    #[test]
+    fn a_delta_that_does_not_fit_is_refused_whole() {
+        let a = base();
+        let sa = whole(&a);
+        let next = |change: &dyn Fn(&mut pb::Snapshot)| {
+            let mut b = a.clone();
+            b.version = 11;
+            change(&mut b);
+            delta(&a, &b)
+        };
+        // Against another version than the one held.
+        let mut d = next(&|_| {});
+        d.base_version = 9;
+        assert_eq!(
+            apply(&sa, &d).unwrap_err(),
+            SnapshotError::Base { base: 9, held: 10 }
+        );
+        // Not newer than its base.
+        let mut d = next(&|_| {});
+        d.version = 10;
+        assert!(matches!(apply(&sa, &d), Err(SnapshotError::Decode(_))));
+        // An org removed while its project, key and credential stay: the rows taken over are
+        // checked against it.
+        let mut d = next(&|_| {});
+        d.removed_orgs.push("o2".into());
+        assert!(matches!(apply(&sa, &d), Err(SnapshotError::Dangling(..))));
+        // A new key in a project that is not there.
+        let d = next(&|b| b.api_keys.push(api_key("k9", "o1", "p-gone", 9)));
+        assert_eq!(
+            apply(&sa, &d).unwrap_err(),
+            SnapshotError::Dangling("api key k9".into(), "project", "p-gone".into())
+        );
+        // The same key twice.
+        let mut d = next(&|b| b.api_keys.push(api_key("k9", "o1", "p1", 9)));
+        d.api_keys.push(d.api_keys[0].clone());
+        assert_eq!(
+            apply(&sa, &d).unwrap_err(),
+            SnapshotError::Duplicate("api key", "k9".into())
+        );
+        // A credential that does not open under this node's key.
+        let mut d = next(&|b| b.credentials.push(cred("c9", "o1", "p1", "sk-9")));
+        let last = d.credentials[0].sealed_secret.len() - 1;
+        d.credentials[0].sealed_secret[last] ^= 1;
+        assert_eq!(
+            apply(&sa, &d).unwrap_err(),
+            SnapshotError::Unseal("c9".into())
+        );
+        // Cut short (into the signing key, the last field before the base version).
+        let bytes = next(&|b| b.orgs.push(org("o9"))).encode_to_vec();
+        assert!(matches!(
+            sa.apply_delta(&bytes[..bytes.len() - 5], &key()),
+            Err(SnapshotError::Decode(_))
+        ));
+        // The snapshot held is untouched by all of this.
+        assert_eq!(content(&sa), content(&whole(&a)));
+    }
+}
