@@ -144,11 +144,11 @@ pub struct Snapshot {
     /// (org id, project name) → project id
     pub project_by_name: Arc<Map<(String, String), String>>,
     /// SHA-256 of the key → key
-    pub keys: Arc<Map<[u8; 32], ApiKey>>,
+    pub keys: Arc<Map<[u8; 32], Arc<ApiKey>>>,
     /// Key id → key hash (temporary credentials name their parent key by id).
-    pub key_ids: Arc<Map<String, [u8; 32]>>,
-    pub org_credentials: Arc<Map<String, Vec<Arc<Credential>>>>,
-    pub project_credentials: Arc<Map<String, Vec<Arc<Credential>>>>,
+    pub key_ids: Arc<Map<Arc<str>, [u8; 32]>>,
+    pub org_credentials: Arc<Map<Arc<str>, Credentials>>,
+    pub project_credentials: Arc<Map<Arc<str>, Credentials>>,
     pub catalog: Arc<Catalog>,
     pub signing_keys: Arc<Vec<SigningKey>>,
     pub credential_count: usize,
@@ -157,6 +157,10 @@ pub struct Snapshot {
     raw: bytes::Bytes,
     sections: Sections,
 }
+
+/// One owner's credentials, in id order. Shared, like the maps' keys and the API keys, so that
+/// a delta copies a changed map without copying what it holds.
+pub type Credentials = Arc<[Arc<Credential>]>;
 
 /// Byte ranges of each length-delimited top-level field's entries, by field number.
 #[derive(Debug, Default)]
@@ -447,16 +451,16 @@ impl Snapshot {
                 } else {
                     KeyRole::Proxy
                 };
-                key_ids.insert(k.id.clone(), hash);
+                key_ids.insert(Arc::from(k.id.as_str()), hash);
                 keys.insert(
                     hash,
-                    ApiKey {
+                    Arc::new(ApiKey {
                         id: k.id,
                         org_id: shared(k.org_id),
                         project_id: project_id.map(&mut shared),
                         role,
                         name: k.name,
-                    },
+                    }),
                 );
             }
             Ok((Arc::new(keys), Arc::new(key_ids)))
@@ -479,8 +483,8 @@ impl Snapshot {
                     p.credential_count,
                 ));
             }
-            let mut org_credentials: Map<String, Vec<Arc<Credential>>> = Map::default();
-            let mut project_credentials: Map<String, Vec<Arc<Credential>>> = Map::default();
+            let mut org_credentials: Map<Arc<str>, Vec<Arc<Credential>>> = Map::default();
+            let mut project_credentials: Map<Arc<str>, Vec<Arc<Credential>>> = Map::default();
             let mut seen =
                 std::collections::HashSet::with_hasher(foldhash::quality::RandomState::default());
             let known: Map<&str, &Arc<Credential>> = previous
@@ -502,16 +506,22 @@ impl Snapshot {
                     _ => Arc::new(credential(c, key, wire)?),
                 };
                 match &cred.project_id {
-                    Some(p) => project_credentials.entry(p.clone()).or_default().push(cred),
+                    Some(p) => project_credentials
+                        .entry(Arc::from(p.as_str()))
+                        .or_default()
+                        .push(cred),
                     None => org_credentials
-                        .entry(cred.org_id.clone())
+                        .entry(Arc::from(cred.org_id.as_str()))
                         .or_default()
                         .push(cred),
                 }
             }
+            let shared = |m: Map<Arc<str>, Vec<Arc<Credential>>>| -> Map<_, Credentials> {
+                m.into_iter().map(|(k, v)| (k, v.into())).collect()
+            };
             Ok((
-                Arc::new(org_credentials),
-                Arc::new(project_credentials),
+                Arc::new(shared(org_credentials)),
+                Arc::new(shared(project_credentials)),
                 seen.len(),
             ))
         };
@@ -567,25 +577,21 @@ impl Snapshot {
     }
 
     pub fn key_by_id(&self, id: &str) -> Option<&ApiKey> {
-        self.key_ids.get(id).and_then(|h| self.keys.get(h))
+        self.key_ids.get(id).and_then(|h| self.key_by_hash(h))
     }
 
     pub fn key_by_hash(&self, hash: &[u8; 32]) -> Option<&ApiKey> {
-        self.keys.get(hash)
+        self.keys.get(hash).map(|k| &**k)
     }
 
     pub fn org_credentials(&self, org_id: &str) -> &[Arc<Credential>] {
-        self.org_credentials
-            .get(org_id)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        self.org_credentials.get(org_id).map_or(&[], |c| &c[..])
     }
 
     pub fn project_credentials(&self, project_id: &str) -> &[Arc<Credential>] {
         self.project_credentials
             .get(project_id)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+            .map_or(&[], |c| &c[..])
     }
 
     /// Every credential (for health bookkeeping).
@@ -593,7 +599,7 @@ impl Snapshot {
         self.org_credentials
             .values()
             .chain(self.project_credentials.values())
-            .flatten()
+            .flat_map(|c| c.iter())
     }
 }
 

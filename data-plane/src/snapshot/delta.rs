@@ -48,6 +48,9 @@ fn row_id(row: &[u8]) -> Result<&[u8], SnapshotError> {
     Ok(b"")
 }
 
+/// Owner → its credentials, for the owners a delta changes.
+type Lists = Map<Arc<str>, Vec<Arc<Credential>>>;
+
 fn text(id: &[u8]) -> Result<&str, SnapshotError> {
     std::str::from_utf8(id)
         .map_err(|_| SnapshotError::Decode("delta does not decode: an id is not UTF-8".into()))
@@ -155,9 +158,13 @@ impl Snapshot {
             }
             (Arc::new(projects), Arc::new(by_name))
         };
-        let owners_changed = !gone[0].is_empty() || !gone[1].is_empty();
-        if !gone[0].is_empty()
-            && let Some(p) = projects.values().find(|p| !orgs.contains_key(&p.org_id))
+        // Rows taken over can only lose their owner when an org or project they may name was
+        // removed or replaced (added ones change nothing for them): then every one is checked
+        // again, as in a whole snapshot.
+        let orgs_replaced = gone[0].iter().any(|id| self.orgs.contains_key(*id));
+        let owners_replaced =
+            orgs_replaced || gone[1].iter().any(|id| self.projects.contains_key(*id));
+        if orgs_replaced && let Some(p) = projects.values().find(|p| !orgs.contains_key(&p.org_id))
         {
             return Err(SnapshotError::Dangling(
                 format!("project {}", p.id),
@@ -196,7 +203,7 @@ impl Snapshot {
                 if let Some(e) = dangling(&what, &k.org_id, project_id.as_deref()) {
                     return Err(e);
                 }
-                if key_ids.insert(k.id.clone(), hash).is_some() {
+                if key_ids.insert(Arc::from(k.id.as_str()), hash).is_some() {
                     return Err(SnapshotError::Duplicate("api key", k.id));
                 }
                 let role = if k.role == "admin" {
@@ -207,18 +214,18 @@ impl Snapshot {
                 let owner = |id: String| -> Arc<str> { Arc::from(id) };
                 keys.insert(
                     hash,
-                    ApiKey {
+                    Arc::new(ApiKey {
                         id: k.id,
                         org_id: owner(k.org_id),
                         project_id: project_id.map(owner),
                         role,
                         name: k.name,
-                    },
+                    }),
                 );
             }
             (Arc::new(keys), Arc::new(key_ids))
         };
-        if owners_changed {
+        if owners_replaced {
             for k in keys.values() {
                 let what = || format!("api key {}", k.id);
                 if let Some(e) = dangling(&what, &k.org_id, k.project_id.as_deref()) {
@@ -238,27 +245,33 @@ impl Snapshot {
             let mut by_project = (*self.project_credentials).clone();
             let mut count = self.credential_count;
             // The credentials dropped, by id (a changed one whose wire form is the same is
-            // taken over), and the owners whose lists change.
+            // taken over), and the new lists of the owners whose lists change.
             let mut known: Map<&str, &Arc<Credential>> = Map::default();
-            let (mut orgs_touched, mut projects_touched) = (HashSet::new(), HashSet::new());
+            let mut org_lists: Lists = Map::default();
+            let mut project_lists: Lists = Map::default();
+            // The list an owner will have: what it had less the credentials gone.
+            let list =
+                |lists: &mut Lists, current: &Map<Arc<str>, Credentials>, owner: &str| -> usize {
+                    if lists.contains_key(owner) {
+                        return 0;
+                    }
+                    let had = current.get(owner).map_or(&[][..], |c| &c[..]);
+                    let kept: Vec<_> = had
+                        .iter()
+                        .filter(|c| !gone[3].contains(c.id.as_str()))
+                        .cloned()
+                        .collect();
+                    let dropped = had.len() - kept.len();
+                    lists.insert(Arc::from(owner), kept);
+                    dropped
+                };
             for c in self.all_credentials() {
                 if gone[3].contains(c.id.as_str()) {
                     known.insert(c.id.as_str(), c);
-                    match &c.project_id {
-                        Some(p) => projects_touched.insert(p.clone()),
-                        None => orgs_touched.insert(c.org_id.clone()),
+                    count -= match &c.project_id {
+                        Some(p) => list(&mut project_lists, &by_project, p),
+                        None => list(&mut org_lists, &by_org, &c.org_id),
                     };
-                }
-            }
-            count -= known.len();
-            for (touched, lists) in [
-                (&orgs_touched, &mut by_org),
-                (&projects_touched, &mut by_project),
-            ] {
-                for owner in touched {
-                    if let Some(list) = lists.get_mut(owner) {
-                        list.retain(|c| !gone[3].contains(c.id.as_str()));
-                    }
                 }
             }
             let mut seen = HashSet::new();
@@ -278,38 +291,33 @@ impl Snapshot {
                     _ => Arc::new(credential(c, key, wire)?),
                 };
                 count += 1;
-                match &cred.project_id {
-                    Some(p) => {
-                        projects_touched.insert(p.clone());
-                        by_project.entry(p.clone()).or_default().push(cred);
-                    }
-                    None => {
-                        orgs_touched.insert(cred.org_id.clone());
-                        by_org.entry(cred.org_id.clone()).or_default().push(cred);
-                    }
+                let (lists, current, owner) = match &cred.project_id {
+                    Some(p) => (&mut project_lists, &by_project, p.as_str()),
+                    None => (&mut org_lists, &by_org, cred.org_id.as_str()),
+                };
+                list(lists, current, owner);
+                if let Some(l) = lists.get_mut(owner) {
+                    l.push(cred);
                 }
             }
-            // Each owner's list in id order, as a whole snapshot (sorted by id) gives it.
-            for (touched, lists) in [
-                (&orgs_touched, &mut by_org),
-                (&projects_touched, &mut by_project),
-            ] {
-                for owner in touched {
-                    if let Some(list) = lists.get_mut(owner) {
-                        list.sort_by(|a, b| a.id.cmp(&b.id));
-                        if list.is_empty() {
-                            lists.remove(owner);
-                        }
+            // Each changed owner's list in id order, as a whole snapshot (sorted by id) gives it.
+            for (lists, map) in [(org_lists, &mut by_org), (project_lists, &mut by_project)] {
+                for (owner, mut l) in lists {
+                    if l.is_empty() {
+                        map.remove(&owner);
+                    } else {
+                        l.sort_by(|a, b| a.id.cmp(&b.id));
+                        map.insert(owner, l.into());
                     }
                 }
             }
             (Arc::new(by_org), Arc::new(by_project), count)
         };
-        if owners_changed {
+        if owners_replaced {
             for c in org_credentials
                 .values()
                 .chain(project_credentials.values())
-                .flatten()
+                .flat_map(|c| c.iter())
             {
                 let what = || format!("credential {}", c.id);
                 if let Some(e) = dangling(&what, &c.org_id, c.project_id.as_deref()) {
