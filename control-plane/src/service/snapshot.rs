@@ -51,6 +51,44 @@ fn sealed<'a, P: AsRef<[u8]> + Clone>(
     cache.get(id).map_or(&[], |(_, s)| s.as_slice())
 }
 
+/// Credential id → (its sealed secret as stored, the associated data it was opened with, the
+/// opened secret), shared so that the next build takes the unchanged ones over without copies.
+type Opened = HashMap<Arc<str>, Arc<(String, String, Arc<[u8]>)>>;
+
+/// A snapshot's rows as built, each table sorted by id (secrets not yet sealed). Rows are
+/// shared (`Arc`): the next build takes the unchanged ones over without copying them.
+#[derive(Debug)]
+struct Rows {
+    version: u64,
+    created_at_ms: i64,
+    orgs: Vec<Arc<pb::Org>>,
+    projects: Vec<Arc<pb::Project>>,
+    api_keys: Vec<Arc<pb::ApiKey>>,
+    credentials: Vec<Arc<pb::Credential>>,
+    catalog_json: &'static [u8],
+    signing_keys: Vec<pb::SigningKey>,
+}
+
+impl Rows {
+    /// The size of a whole encoding, without its sealed secrets.
+    fn encoded_len(&self) -> usize {
+        use prost::encoding::{int64, message, uint64};
+        fn all<M: Message>(tag: u32, rows: &[Arc<M>]) -> usize {
+            rows.iter().map(|r| message::encoded_len(tag, &**r)).sum()
+        }
+        uint64::encoded_len(1, &self.version)
+            + int64::encoded_len(2, &self.created_at_ms)
+            + all(3, &self.orgs)
+            + all(4, &self.projects)
+            + all(5, &self.api_keys)
+            + all(6, &self.credentials)
+            + prost::encoding::key_len(7)
+            + prost::encoding::encoded_len_varint(self.catalog_json.len() as u64)
+            + self.catalog_json.len()
+            + message::encoded_len_repeated(8, &self.signing_keys)
+    }
+}
+
 /// Ids of rows (orgs, projects, api keys, credentials) that may differ between one build and
 /// the next: the rows a delta between them carries, or names as removed.
 #[derive(Debug, Default)]
@@ -64,7 +102,7 @@ const STEPS_KEPT: usize = 32;
 /// per node-token key, computed once per key.
 pub struct BuiltSnapshot {
     pub version: u64,
-    base: pb::Snapshot,
+    base: Rows,
     /// (credential index in `base.credentials`, sealed payload JSON in clear), by index
     secrets: Vec<(usize, Arc<[u8]>)>,
     signing: Vec<(usize, Vec<u8>)>,
@@ -83,7 +121,7 @@ pub struct BuiltSnapshot {
     /// sealed value and owner did not change (opening 20,000 envelopes is a quarter of a build at
     /// that size). The owner is part of the match, so a row moved to another tenant is opened
     /// again — and fails, as it must.
-    opened: HashMap<String, (String, String, Arc<[u8]>)>,
+    opened: Opened,
     /// Where this build's read stood: the next build reads only what changed after it.
     cursor: db::bulk::Cursor,
     /// When the chain of builds this one belongs to last read every table.
@@ -226,13 +264,13 @@ impl BuiltSnapshot {
         let mut removed: [Vec<&str>; 4] = Default::default();
         let table = |t: usize| ids.as_ref().map(|ids| &ids[t]);
         for i in pick(&b.orgs, table(0), |r| &r.id, &mut removed[0]) {
-            message::encode(3, &b.orgs[i], &mut out);
+            message::encode(3, &*b.orgs[i], &mut out);
         }
         for i in pick(&b.projects, table(1), |r| &r.id, &mut removed[1]) {
-            message::encode(4, &b.projects[i], &mut out);
+            message::encode(4, &*b.projects[i], &mut out);
         }
         for i in pick(&b.api_keys, table(2), |r| &r.id, &mut removed[2]) {
-            message::encode(5, &b.api_keys[i], &mut out);
+            message::encode(5, &*b.api_keys[i], &mut out);
         }
         let creds = pick(&b.credentials, table(3), |r| &r.id, &mut removed[3]);
         {
@@ -247,7 +285,7 @@ impl BuiltSnapshot {
                 put_credential(c, s, &mut out);
             }
             if from.is_none() {
-                put(7, &b.catalog_json, &mut out);
+                put(7, b.catalog_json, &mut out);
             }
             for (i, plain) in &self.signing {
                 if let Some(k) = b.signing_keys.get(*i) {
@@ -587,7 +625,7 @@ async fn build_on(
         prev_base.map_or(&[][..], |p| &p.orgs),
         changed_in("orgs"),
         orgs.into_iter()
-            .map(|(id, name)| pb::Org { id, name })
+            .map(|(id, name)| Arc::new(pb::Org { id, name }))
             .collect(),
         |o| &o.id,
     );
@@ -596,7 +634,7 @@ async fn build_on(
         changed_in("projects"),
         projects
             .into_iter()
-            .map(|(id, org_id, name)| pb::Project { id, org_id, name })
+            .map(|(id, org_id, name)| Arc::new(pb::Project { id, org_id, name }))
             .collect(),
         |p| &p.id,
     );
@@ -606,14 +644,14 @@ async fn build_on(
         keys.into_iter()
             .filter_map(|(id, org_id, project_id, role, key_hash, name)| {
                 let hash = hex::decode(&key_hash).ok()?;
-                Some(pb::ApiKey {
+                Some(Arc::new(pb::ApiKey {
                     id,
                     org_id,
                     project_id: project_id.unwrap_or_default(),
                     role,
                     key_hash: hash,
                     name,
-                })
+                }))
             })
             .collect(),
         |k| &k.id,
@@ -621,12 +659,16 @@ async fn build_on(
 
     // Credentials: a changed or new row's secret is opened (or the opened secret reused when
     // its sealed value and owner are unchanged); a row taken over keeps the one it had.
+    let rows_ms = t0.elapsed().as_millis() as u64;
     let changed_creds = changed_in("provider_credentials");
-    let mut opened: HashMap<String, (String, String, Arc<[u8]>)> = match base_on {
+    let mut opened: Opened = match base_on {
         Some(p) => p
             .opened
             .iter()
-            .filter(|(id, _)| !changed_creds.contains(id.as_str()))
+            .filter(|(id, _)| {
+                let id: &str = id;
+                !changed_creds.contains(id)
+            })
             .map(|(id, v)| (id.clone(), v.clone()))
             .collect(),
         None => HashMap::with_capacity(creds.len()),
@@ -637,9 +679,9 @@ async fn build_on(
         let aad = providers::aad(&id, &org_id, project_id.as_deref());
         let reused = previous
             .as_ref()
-            .and_then(|p| p.opened.get(&id))
-            .filter(|(sealed, a, _)| *sealed == sealed_secret && *a == aad)
-            .map(|(_, _, plain)| plain.clone());
+            .and_then(|p| p.opened.get(id.as_str()))
+            .filter(|o| o.0 == sealed_secret && o.1 == aad)
+            .map(|o| o.2.clone());
         let plain = match reused {
             Some(p) => p,
             None => match st.keys().open(&sealed_secret, &aad) {
@@ -650,11 +692,14 @@ async fn build_on(
                 }
             },
         };
-        opened.insert(id.clone(), (sealed_secret, aad, plain));
+        opened.insert(
+            Arc::from(id.as_str()),
+            Arc::new((sealed_secret, aad, plain)),
+        );
         let mut meta: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&metadata).unwrap_or_default();
         meta.remove("_sealed");
-        fresh.push(pb::Credential {
+        fresh.push(Arc::new(pb::Credential {
             id,
             org_id,
             project_id: project_id.unwrap_or_default(),
@@ -663,7 +708,7 @@ async fn build_on(
             metadata_json: serde_json::Value::Object(meta).to_string(),
             sealed_secret: Vec::new(),
             updated_at_ms: updated_at,
-        });
+        }));
     }
     let mut credentials = merge(
         prev_base.map_or(&[][..], |p| &p.credentials),
@@ -674,20 +719,21 @@ async fn build_on(
     // Every credential here has its opened secret: a fresh one was inserted above, and one
     // taken over was in the previous build's `opened` (which holds every credential it served).
     // Should one lack it all the same, it is left out rather than sent without its secret.
-    credentials.retain(|c| opened.contains_key(&c.id));
+    credentials.retain(|c| opened.contains_key(c.id.as_str()));
+    let credentials_ms = t0.elapsed().as_millis() as u64;
     let secrets: Vec<(usize, Arc<[u8]>)> = credentials
         .iter()
         .enumerate()
-        .filter_map(|(i, c)| opened.get(&c.id).map(|(_, _, plain)| (i, plain.clone())))
+        .filter_map(|(i, c)| opened.get(c.id.as_str()).map(|o| (i, o.2.clone())))
         .collect();
-    let mut base = pb::Snapshot {
+    let mut base = Rows {
         version: version as u64,
         created_at_ms: st.now_ms(),
         orgs,
         projects,
         api_keys,
         credentials,
-        catalog_json: llm::catalog::BUILTIN_JSON.as_bytes().to_vec(),
+        catalog_json: llm::catalog::BUILTIN_JSON.as_bytes(),
         signing_keys: Vec::new(),
     };
     let mut signing_plain = Vec::new();
@@ -734,6 +780,8 @@ async fn build_on(
         rows_read,
         changes = changes.len(),
         read_ms,
+        rows_ms,
+        credentials_ms,
         total_ms = t0.elapsed().as_millis() as u64,
         "snapshot build phases"
     );
@@ -760,11 +808,7 @@ async fn build_on(
 
 /// The ids of rows that differ between `previous` and the rows just built (with their opened
 /// secrets), both sorted by id.
-fn differing(
-    previous: &BuiltSnapshot,
-    base: &pb::Snapshot,
-    opened: &HashMap<String, (String, String, Arc<[u8]>)>,
-) -> Changed {
+fn differing(previous: &BuiltSnapshot, base: &Rows, opened: &Opened) -> Changed {
     fn ids<T>(
         a: &[T],
         b: &[T],
@@ -799,18 +843,20 @@ fn differing(
         }
     }
     let p = &previous.base;
-    let secret = |m: &HashMap<String, (String, String, Arc<[u8]>)>, id: &str| {
-        m.get(id).map(|(_, _, plain)| plain.clone())
-    };
+    // A row taken over is the same row (shared); one read again is compared field by field.
+    fn same<T: PartialEq>(x: &Arc<T>, y: &Arc<T>) -> bool {
+        Arc::ptr_eq(x, y) || x == y
+    }
+    let secret = |m: &Opened, id: &str| m.get(id).map(|o| o.2.clone());
     Changed([
-        ids(&p.orgs, &base.orgs, |r| &r.id, |x, y| x == y),
-        ids(&p.projects, &base.projects, |r| &r.id, |x, y| x == y),
-        ids(&p.api_keys, &base.api_keys, |r| &r.id, |x, y| x == y),
+        ids(&p.orgs, &base.orgs, |r| &r.id, same),
+        ids(&p.projects, &base.projects, |r| &r.id, same),
+        ids(&p.api_keys, &base.api_keys, |r| &r.id, same),
         ids(
             &p.credentials,
             &base.credentials,
             |r| &r.id,
-            |x, y| x == y && secret(&previous.opened, &x.id) == secret(opened, &y.id),
+            |x, y| same(x, y) && secret(&previous.opened, &x.id) == secret(opened, &y.id),
         ),
     ])
 }
