@@ -121,17 +121,15 @@ pub struct BuiltSnapshot {
     /// sealed value and owner did not change (opening 20,000 envelopes is a quarter of a build at
     /// that size). The owner is part of the match, so a row moved to another tenant is opened
     /// again — and fails, as it must.
-    opened: Opened,
+    opened: Arc<Opened>,
     /// Where this build's read stood: the next build reads only what changed after it.
     cursor: db::bulk::Cursor,
     /// When the chain of builds this one belongs to last read every table.
     full_read_at: std::time::Instant,
     full_read: bool,
-    /// How long encoding this snapshot for a node-token key took (the longest, if several),
-    /// and the most bytes sent for it (a whole snapshot or a delta); 0 until a node asked for
-    /// it. Part of what each version costs the control plane and the nodes.
+    /// How long encoding this snapshot for a node-token key took (the longest, if several, whole
+    /// or delta); 0 until a node asked for it. Part of what each version costs.
     encode_us: std::sync::atomic::AtomicU64,
-    sent_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for BuiltSnapshot {
@@ -316,7 +314,6 @@ impl BuiltSnapshot {
         let took = t0.elapsed();
         use std::sync::atomic::Ordering::Relaxed;
         self.encode_us.fetch_max(took.as_micros() as u64, Relaxed);
-        self.sent_bytes.fetch_max(out.len() as u64, Relaxed);
         tracing::debug!(
             version = self.version,
             from,
@@ -449,6 +446,8 @@ impl SnapshotHub {
     ) -> tokio::task::JoinHandle<()> {
         let poke = st.snapshots().poke.clone();
         tokio::spawn(async move {
+            // The versions' cost not yet paid by time passing, as of `paid_at` (see below).
+            let (mut owed, mut paid_at) = (Duration::ZERO, std::time::Instant::now());
             loop {
                 let current = st.snapshots().current().map(|s| s.version);
                 match db::config_version(st.db()).await {
@@ -467,24 +466,33 @@ impl SnapshotHub {
                                 build_ms = took.as_millis() as u64,
                                 "built configuration snapshot"
                             );
-                            // Encoding a version for the nodes, and what they are sent of it
-                            // (a delta, or the whole snapshot to a node that needs one), cost
-                            // about what they did for the one before.
-                            let (encode, bytes) = st.snapshots().current().map_or((0, 0), |p| {
-                                (p.encode_us.load(Relaxed), p.sent_bytes.load(Relaxed))
-                            });
+                            // Encoding a version for the nodes cost about what encoding the
+                            // one before did.
+                            let encode = st
+                                .snapshots()
+                                .current()
+                                .map_or(0, |p| p.encode_us.load(Relaxed));
+                            let bytes = s.base.encoded_len();
                             st.snapshots().publish(s);
                             // Under a stream of writes a large configuration would otherwise
-                            // be rebuilt back to back: at most half of the time making versions
-                            // (building, and encoding for the nodes), and at most
-                            // `NODE_BYTES_PER_SEC` of updates for each node to decode and
-                            // apply. Changes made meanwhile are picked up by the next build.
+                            // be rebuilt back to back: each version is owed its build time
+                            // again plus its encoding time (at most half of the time making
+                            // versions), and at least its whole size at `NODE_BYTES_PER_SEC`
+                            // (what each node's patching and disk cache cost per version, delta
+                            // or not), at most 2 s; the debt is paid by time passing. Up to
+                            // `VERSION_BURST` of it is allowed at once, so changes at a person's
+                            // pace are each built at once; beyond it the builder waits, and the
+                            // changes made meanwhile are picked up by the next build.
                             let pause = (took + Duration::from_micros(encode))
                                 .max(Duration::from_secs_f64(bytes as f64 / NODE_BYTES_PER_SEC))
                                 .min(Duration::from_secs(2));
-                            tokio::select! {
-                                _ = tokio::time::sleep(pause) => {}
-                                _ = shutdown.cancelled() => return,
+                            owed = owed.saturating_sub(paid_at.elapsed()) + took + pause;
+                            paid_at = std::time::Instant::now();
+                            if owed > VERSION_BURST {
+                                tokio::select! {
+                                    _ = tokio::time::sleep(owed - VERSION_BURST) => {}
+                                    _ = shutdown.cancelled() => return,
+                                }
                             }
                         }
                         Err(e) => {
@@ -516,12 +524,18 @@ async fn timed_build(st: &AppState) -> Result<(BuiltSnapshot, Duration), db::DbE
 /// any unforeseen gap in the change records could last.
 pub const FULL_READ_EVERY: Duration = Duration::from_secs(300);
 
-/// The most bytes per second of updates the builder lets nodes be sent while changes keep
-/// coming, by what was sent for the version before (usually a delta of a few rows; a whole
-/// snapshot to a node that connected, ≈40 ms to decode and apply at 13 MiB at 10,000 projects on
-/// the bench machine, bench/README), so that whole snapshots do not take a node's whole core
-/// under a stream of writes. A change after a quiet spell is built at once.
-const NODE_BYTES_PER_SEC: f64 = 64.0 * 1024.0 * 1024.0;
+/// The most configuration bytes per second the builder publishes versions of while changes keep
+/// coming. Each node does work that grows with the whole configuration for every version, delta
+/// or not — patching its copy of the encoding and its maps (≈10–15 ms at 10,000 projects, 13 MiB,
+/// on the bench machine) and sealing and writing its disk cache — about half of what decoding
+/// and applying a whole snapshot cost when every version was sent whole (≈40 ms, and the
+/// rate was 64 MiB/s then), so this keeps a node's share of a core spent on versions at about
+/// a fifth under a stream of writes.
+const NODE_BYTES_PER_SEC: f64 = 128.0 * 1024.0 * 1024.0;
+
+/// How much of the versions' cost (above) the builder may owe before it waits: a few changes in
+/// a row are each published at once; a stream of them is paced.
+const VERSION_BURST: Duration = Duration::from_secs(1);
 
 /// Change records older than this are deleted by housekeeping.
 pub const CHANGES_KEPT_MS: i64 = 86_400_000;
@@ -661,17 +675,22 @@ async fn build_on(
     // its sealed value and owner are unchanged); a row taken over keeps the one it had.
     let rows_ms = t0.elapsed().as_millis() as u64;
     let changed_creds = changed_in("provider_credentials");
-    let mut opened: Opened = match base_on {
-        Some(p) => p
-            .opened
-            .iter()
-            .filter(|(id, _)| {
-                let id: &str = id;
-                !changed_creds.contains(id)
-            })
-            .map(|(id, v)| (id.clone(), v.clone()))
-            .collect(),
-        None => HashMap::with_capacity(creds.len()),
+    // With no credential changed, the previous build's credentials, opened secrets and their
+    // indexes are this one's as they are.
+    let unchanged = base_on.filter(|_| changed_creds.is_empty() && creds.is_empty());
+    let mut opened: Arc<Opened> = match base_on {
+        Some(p) if unchanged.is_some() => p.opened.clone(),
+        Some(p) => Arc::new(
+            p.opened
+                .iter()
+                .filter(|(id, _)| {
+                    let id: &str = id;
+                    !changed_creds.contains(id)
+                })
+                .map(|(id, v)| (id.clone(), v.clone()))
+                .collect(),
+        ),
+        None => Arc::new(HashMap::with_capacity(creds.len())),
     };
     let mut fresh = Vec::with_capacity(creds.len());
     for (id, org_id, project_id, name, provider_type, metadata, sealed_secret, updated_at) in creds
@@ -692,7 +711,8 @@ async fn build_on(
                 }
             },
         };
-        opened.insert(
+        // Copies the map (not its entries) on the first insert: the previous build shares it.
+        Arc::make_mut(&mut opened).insert(
             Arc::from(id.as_str()),
             Arc::new((sealed_secret, aad, plain)),
         );
@@ -710,22 +730,29 @@ async fn build_on(
             updated_at_ms: updated_at,
         }));
     }
-    let mut credentials = merge(
-        prev_base.map_or(&[][..], |p| &p.credentials),
-        changed_creds,
-        fresh,
-        |c| &c.id,
-    );
-    // Every credential here has its opened secret: a fresh one was inserted above, and one
-    // taken over was in the previous build's `opened` (which holds every credential it served).
-    // Should one lack it all the same, it is left out rather than sent without its secret.
-    credentials.retain(|c| opened.contains_key(c.id.as_str()));
+    let (credentials, secrets) = match unchanged {
+        Some(p) => (p.base.credentials.clone(), p.secrets.clone()),
+        None => {
+            let mut credentials = merge(
+                prev_base.map_or(&[][..], |p| &p.credentials),
+                changed_creds,
+                fresh,
+                |c| &c.id,
+            );
+            // Every credential here has its opened secret: a fresh one was inserted above, and
+            // one taken over was in the previous build's `opened` (which holds every credential
+            // it served). Should one lack it all the same, it is left out rather than sent
+            // without its secret.
+            credentials.retain(|c| opened.contains_key(c.id.as_str()));
+            let secrets: Vec<(usize, Arc<[u8]>)> = credentials
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| opened.get(c.id.as_str()).map(|o| (i, o.2.clone())))
+                .collect();
+            (credentials, secrets)
+        }
+    };
     let credentials_ms = t0.elapsed().as_millis() as u64;
-    let secrets: Vec<(usize, Arc<[u8]>)> = credentials
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| opened.get(c.id.as_str()).map(|o| (i, o.2.clone())))
-        .collect();
     let mut base = Rows {
         version: version as u64,
         created_at_ms: st.now_ms(),
@@ -794,7 +821,6 @@ async fn build_on(
         cursor,
         full_read,
         encode_us: std::sync::atomic::AtomicU64::new(0),
-        sent_bytes: std::sync::atomic::AtomicU64::new(0),
         base,
         secrets,
         signing: signing_plain,
