@@ -42,36 +42,10 @@ fn main() -> Result<(), data_plane::snapshot::SnapshotError> {
         ..Default::default()
     };
     for i in 0..projects {
-        let p = id();
-        s.projects.push(pb::Project {
-            id: p.clone(),
-            org_id: org.clone(),
-            name: format!("scale-{i}"),
-        });
-        for k in 0..5 {
-            s.api_keys.push(pb::ApiKey {
-                id: id(),
-                org_id: org.clone(),
-                project_id: p.clone(),
-                role: "proxy".into(),
-                key_hash: sha2_like(i * 5 + k),
-                name: format!("scale-{k}"),
-            });
-        }
-        for (k, ty) in ["openai", "anthropic"].iter().enumerate() {
-            let cid = id();
-            let payload = serde_json::json!({ "secret": format!("sk-scale-{i}-{k}-00000001") });
-            s.credentials.push(pb::Credential {
-                sealed_secret: key.seal(payload.to_string().as_bytes(), cid.as_bytes()),
-                id: cid,
-                org_id: org.clone(),
-                project_id: p.clone(),
-                name: format!("scale-{k}"),
-                r#type: ty.to_string(),
-                metadata_json: r#"{"api_base":"https://api.example.com/v1"}"#.into(),
-                updated_at_ms: 1,
-            });
-        }
+        let (p, keys, credentials) = project_rows(&org, i, &format!("scale-{i}"), &key);
+        s.projects.push(p);
+        s.api_keys.extend(keys);
+        s.credentials.extend(credentials);
     }
     let first = bytes::Bytes::from(s.encode_to_vec());
     s.version = 2;
@@ -90,42 +64,16 @@ fn main() -> Result<(), data_plane::snapshot::SnapshotError> {
     }
     .encode_to_vec();
     // A project with its keys and credentials, as the bench's creations make them.
-    let p = id();
-    let mut full_delta = pb::SnapshotDelta {
+    let (p, api_keys, credentials) = project_rows(&org, projects, "scale-change-2", &key);
+    let full_delta = pb::SnapshotDelta {
         version: 3,
         base_version: 2,
         created_at_ms: 1,
-        projects: vec![pb::Project {
-            id: p.clone(),
-            org_id: org.clone(),
-            name: "scale-change-2".into(),
-        }],
+        projects: vec![p],
+        api_keys,
+        credentials,
         ..Default::default()
     };
-    for k in 0..5 {
-        full_delta.api_keys.push(pb::ApiKey {
-            id: id(),
-            org_id: org.clone(),
-            project_id: p.clone(),
-            role: "proxy".into(),
-            key_hash: sha2_like(projects * 5 + k),
-            name: format!("scale-{k}"),
-        });
-    }
-    for (k, ty) in ["openai", "anthropic"].iter().enumerate() {
-        let cid = id();
-        let payload = serde_json::json!({ "secret": format!("sk-scale-change-{k}") });
-        full_delta.credentials.push(pb::Credential {
-            sealed_secret: key.seal(payload.to_string().as_bytes(), cid.as_bytes()),
-            id: cid,
-            org_id: org.clone(),
-            project_id: p.clone(),
-            name: format!("scale-{k}"),
-            r#type: ty.to_string(),
-            metadata_json: r#"{"api_base":"https://api.example.com/v1"}"#.into(),
-            updated_at_ms: 1,
-        });
-    }
     let full_delta = full_delta.encode_to_vec();
     println!(
         "{projects} projects, {} keys, {} credentials: {:.1} MiB",
@@ -162,6 +110,50 @@ fn main() -> Result<(), data_plane::snapshot::SnapshotError> {
         );
     }
     Ok(())
+}
+
+/// Project `i` of `org` named `name`, with its 5 keys and 2 credentials (sealed under `key`).
+fn project_rows(
+    org: &str,
+    i: usize,
+    name: &str,
+    key: &SealKey,
+) -> (pb::Project, Vec<pb::ApiKey>, Vec<pb::Credential>) {
+    let p = id();
+    let keys = (0..5)
+        .map(|k| pb::ApiKey {
+            id: id(),
+            org_id: org.to_string(),
+            project_id: p.clone(),
+            role: "proxy".into(),
+            key_hash: sha2_like(i * 5 + k),
+            name: format!("scale-{k}"),
+        })
+        .collect();
+    let credentials = ["openai", "anthropic"]
+        .iter()
+        .enumerate()
+        .map(|(k, ty)| {
+            let cid = id();
+            let payload = serde_json::json!({ "secret": format!("sk-scale-{i}-{k}-00000001") });
+            pb::Credential {
+                sealed_secret: key.seal(payload.to_string().as_bytes(), cid.as_bytes()),
+                id: cid,
+                org_id: org.to_string(),
+                project_id: p.clone(),
+                name: format!("scale-{k}"),
+                r#type: ty.to_string(),
+                metadata_json: r#"{"api_base":"https://api.example.com/v1"}"#.into(),
+                updated_at_ms: 1,
+            }
+        })
+        .collect();
+    let project = pb::Project {
+        id: p,
+        org_id: org.to_string(),
+        name: name.to_string(),
+    };
+    (project, keys, credentials)
 }
 
 /// 32 distinct bytes per index (the key hash's shape; its value does not matter here).

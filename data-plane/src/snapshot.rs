@@ -269,6 +269,88 @@ fn non_empty(s: String) -> Option<String> {
     if s.is_empty() { None } else { Some(s) }
 }
 
+/// A set of ids (seeded per process, like `Map`).
+type Set<T> = std::collections::HashSet<T, foldhash::quality::RandomState>;
+
+/// An owner reference (org, and project within that org) that does not resolve; `what` names
+/// the referrer, for the error only.
+fn unresolved(
+    orgs: &Map<String, Org>,
+    projects: &Map<String, Project>,
+    what: &dyn Fn() -> String,
+    org_id: &str,
+    project_id: Option<&str>,
+) -> Option<SnapshotError> {
+    if !orgs.contains_key(org_id) {
+        return Some(SnapshotError::Dangling(what(), "org", org_id.to_string()));
+    }
+    match project_id {
+        Some(p) if projects.get(p).is_none_or(|pr| pr.org_id != org_id) => {
+            Some(SnapshotError::Dangling(what(), "project", p.to_string()))
+        }
+        _ => None,
+    }
+}
+
+/// An encoded API key, decoded and checked against its owners; `owner` gives the shared copy
+/// of an owner id.
+fn api_key(
+    row: &[u8],
+    orgs: &Map<String, Org>,
+    projects: &Map<String, Project>,
+    owner: &mut impl FnMut(String) -> Arc<str>,
+) -> Result<([u8; 32], ApiKey), SnapshotError> {
+    let k = pb::ApiKey::decode(row).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+    let hash: [u8; 32] =
+        k.key_hash.as_slice().try_into().map_err(|_| {
+            SnapshotError::Decode(format!("api key {}: hash is not 32 bytes", k.id))
+        })?;
+    let project_id = non_empty(k.project_id);
+    let what = || format!("api key {}", k.id);
+    if let Some(e) = unresolved(orgs, projects, &what, &k.org_id, project_id.as_deref()) {
+        return Err(e);
+    }
+    let role = if k.role == "admin" {
+        KeyRole::Admin
+    } else {
+        KeyRole::Proxy
+    };
+    let key = ApiKey {
+        id: k.id,
+        org_id: owner(k.org_id),
+        project_id: project_id.map(owner),
+        role,
+        name: k.name,
+    };
+    Ok((hash, key))
+}
+
+/// An encoded credential, decoded, checked against its owners and opened — or, when its wire
+/// form is that of the one `known` by its id, that one. `seen` refuses an id a second time.
+fn credential_row(
+    row: &[u8],
+    key: &SealKey,
+    orgs: &Map<String, Org>,
+    projects: &Map<String, Project>,
+    known: &Map<&str, &Arc<Credential>>,
+    seen: &mut Set<String>,
+) -> Result<Arc<Credential>, SnapshotError> {
+    let c = pb::Credential::decode(row).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+    if !seen.insert(c.id.clone()) {
+        return Err(SnapshotError::Duplicate("credential", c.id));
+    }
+    let project_id = non_empty(c.project_id.clone());
+    let what = || format!("credential {}", c.id);
+    if let Some(e) = unresolved(orgs, projects, &what, &c.org_id, project_id.as_deref()) {
+        return Err(e);
+    }
+    let wire = wire_hash(&c);
+    Ok(match known.get(c.id.as_str()) {
+        Some(k) if k.wire == wire => Arc::clone(k),
+        _ => Arc::new(credential(c, key, wire)?),
+    })
+}
+
 fn catalog(json: &[u8]) -> Result<Arc<Catalog>, SnapshotError> {
     let json = std::str::from_utf8(json).map_err(|e| SnapshotError::Catalog(e.to_string()))?;
     Catalog::from_json(json)
@@ -401,15 +483,7 @@ impl Snapshot {
         // An owner reference (org, and project within that org) that does not resolve; `what`
         // names the referrer, for the error only.
         let dangling = |what: &dyn Fn() -> String, org_id: &str, project_id: Option<&str>| {
-            if !orgs.contains_key(org_id) {
-                return Some(SnapshotError::Dangling(what(), "org", org_id.to_string()));
-            }
-            match project_id {
-                Some(p) if projects.get(p).is_none_or(|pr| pr.org_id != org_id) => {
-                    Some(SnapshotError::Dangling(what(), "project", p.to_string()))
-                }
-                _ => None,
-            }
+            unresolved(&orgs, &projects, what, org_id, project_id)
         };
 
         let keys_same = same(F_KEYS);
@@ -437,31 +511,9 @@ impl Snapshot {
                     .clone()
             };
             for e in entries(F_KEYS) {
-                let k = pb::ApiKey::decode(e).map_err(decode_err)?;
-                let hash: [u8; 32] = k.key_hash.as_slice().try_into().map_err(|_| {
-                    SnapshotError::Decode(format!("api key {}: hash is not 32 bytes", k.id))
-                })?;
-                let project_id = non_empty(k.project_id);
-                let what = || format!("api key {}", k.id);
-                if let Some(e) = dangling(&what, &k.org_id, project_id.as_deref()) {
-                    return Err(e);
-                }
-                let role = if k.role == "admin" {
-                    KeyRole::Admin
-                } else {
-                    KeyRole::Proxy
-                };
+                let (hash, k) = api_key(e, &orgs, &projects, &mut shared)?;
                 key_ids.insert(Arc::from(k.id.as_str()), hash);
-                keys.insert(
-                    hash,
-                    Arc::new(ApiKey {
-                        id: k.id,
-                        org_id: shared(k.org_id),
-                        project_id: project_id.map(&mut shared),
-                        role,
-                        name: k.name,
-                    }),
-                );
+                keys.insert(hash, Arc::new(k));
             }
             Ok((Arc::new(keys), Arc::new(key_ids)))
         };
@@ -485,26 +537,12 @@ impl Snapshot {
             }
             let mut org_credentials: Map<Arc<str>, Vec<Arc<Credential>>> = Map::default();
             let mut project_credentials: Map<Arc<str>, Vec<Arc<Credential>>> = Map::default();
-            let mut seen =
-                std::collections::HashSet::with_hasher(foldhash::quality::RandomState::default());
+            let mut seen = Set::default();
             let known: Map<&str, &Arc<Credential>> = previous
                 .map(|p| p.all_credentials().map(|c| (c.id.as_str(), c)).collect())
                 .unwrap_or_default();
             for e in entries(F_CREDENTIALS) {
-                let c = pb::Credential::decode(e).map_err(decode_err)?;
-                if !seen.insert(c.id.clone()) {
-                    return Err(SnapshotError::Duplicate("credential", c.id));
-                }
-                let project_id = non_empty(c.project_id.clone());
-                let what = || format!("credential {}", c.id);
-                if let Some(e) = dangling(&what, &c.org_id, project_id.as_deref()) {
-                    return Err(e);
-                }
-                let wire = wire_hash(&c);
-                let cred = match known.get(c.id.as_str()) {
-                    Some(k) if k.wire == wire => Arc::clone(k),
-                    _ => Arc::new(credential(c, key, wire)?),
-                };
+                let cred = credential_row(e, key, &orgs, &projects, &known, &mut seen)?;
                 match &cred.project_id {
                     Some(p) => project_credentials
                         .entry(Arc::from(p.as_str()))

@@ -355,3 +355,98 @@ fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()?;
     std::fs::rename(tmp, path)
 }
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::secret::Secret;
+
+    fn syncer(dir: &Path) -> Arc<Syncer> {
+        let mut cfg = NodeConfig::defaults(
+            "http://127.0.0.1:1".into(),
+            Secret::new("node-token-for-sync-tests"),
+        );
+        cfg.cache_dir = dir.to_path_buf();
+        Arc::new(Syncer::new(
+            cfg,
+            Arc::new(SnapshotStore::default()),
+            Arc::new(|_| {}),
+            Arc::new(String::new),
+        ))
+    }
+
+    fn snapshot(version: u64, orgs: &[&str]) -> pb::Snapshot {
+        pb::Snapshot {
+            version,
+            created_at_ms: 1,
+            orgs: orgs
+                .iter()
+                .map(|o| pb::Org {
+                    id: o.to_string(),
+                    name: o.to_string(),
+                })
+                .collect(),
+            catalog_json: llm::catalog::BUILTIN_JSON.as_bytes().to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn delta(base_version: u64, version: u64, added: &str) -> pb::SnapshotEnvelope {
+        let d = pb::SnapshotDelta {
+            version,
+            created_at_ms: 1,
+            base_version,
+            orgs: vec![pb::Org {
+                id: added.into(),
+                name: added.into(),
+            }],
+            ..Default::default()
+        };
+        pb::SnapshotEnvelope {
+            version,
+            base_version,
+            delta: d.encode_to_vec().into(),
+            ..Default::default()
+        }
+    }
+
+    /// A delta is applied to the version held, and what goes to disk is the whole snapshot it
+    /// made (a restart from disk serves it); a delta against another version is refused and
+    /// changes nothing.
+    #[tokio::test]
+    async fn deltas_apply_to_the_version_held_and_reach_the_disk_cache_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = syncer(dir.path());
+        let whole = pb::SnapshotEnvelope {
+            version: 10,
+            snapshot: snapshot(10, &["o1"]).encode_to_vec().into(),
+            ..Default::default()
+        };
+        // A delta before any snapshot has nothing to apply to.
+        assert!(s.apply_blocking(delta(10, 11, "o2")).await.is_err());
+        assert_eq!(s.apply_blocking(whole).await, Ok(10));
+        assert_eq!(s.apply_blocking(delta(10, 11, "o2")).await, Ok(11));
+        let held = s.store.load().unwrap();
+        assert!(held.orgs.contains_key("o1") && held.orgs.contains_key("o2"));
+        assert_eq!(
+            held.raw().as_ref(),
+            snapshot(11, &["o1", "o2"]).encode_to_vec().as_slice()
+        );
+        assert_eq!(
+            s.store
+                .deltas_applied
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        // Against a version the node does not hold: refused, the node keeps serving 11.
+        let err = s.apply_blocking(delta(12, 13, "o3")).await.unwrap_err();
+        assert!(err.contains("version 12"), "{err}");
+        assert_eq!(s.store.version(), 11);
+        // A node started on the same cache directory serves what the delta made.
+        let restarted = syncer(dir.path());
+        assert_eq!(restarted.load_cache(), Some(11));
+        assert!(restarted.store.load().unwrap().orgs.contains_key("o2"));
+    }
+}

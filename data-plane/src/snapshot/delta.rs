@@ -173,15 +173,7 @@ impl Snapshot {
             ));
         }
         let dangling = |what: &dyn Fn() -> String, org_id: &str, project_id: Option<&str>| {
-            if !orgs.contains_key(org_id) {
-                return Some(SnapshotError::Dangling(what(), "org", org_id.to_string()));
-            }
-            match project_id {
-                Some(p) if projects.get(p).is_none_or(|pr| pr.org_id != org_id) => {
-                    Some(SnapshotError::Dangling(what(), "project", p.to_string()))
-                }
-                _ => None,
-            }
+            unresolved(&orgs, &projects, what, org_id, project_id)
         };
 
         let (keys, key_ids) = if gone[2].is_empty() {
@@ -193,35 +185,13 @@ impl Snapshot {
                     keys.remove(&hash);
                 }
             }
+            let mut owner = |id: String| -> Arc<str> { Arc::from(id) };
             for (_, row) in &fresh[2] {
-                let k = pb::ApiKey::decode(*row).map_err(decode_err)?;
-                let hash: [u8; 32] = k.key_hash.as_slice().try_into().map_err(|_| {
-                    SnapshotError::Decode(format!("api key {}: hash is not 32 bytes", k.id))
-                })?;
-                let project_id = non_empty(k.project_id);
-                let what = || format!("api key {}", k.id);
-                if let Some(e) = dangling(&what, &k.org_id, project_id.as_deref()) {
-                    return Err(e);
-                }
+                let (hash, k) = api_key(row, &orgs, &projects, &mut owner)?;
                 if key_ids.insert(Arc::from(k.id.as_str()), hash).is_some() {
                     return Err(SnapshotError::Duplicate("api key", k.id));
                 }
-                let role = if k.role == "admin" {
-                    KeyRole::Admin
-                } else {
-                    KeyRole::Proxy
-                };
-                let owner = |id: String| -> Arc<str> { Arc::from(id) };
-                keys.insert(
-                    hash,
-                    Arc::new(ApiKey {
-                        id: k.id,
-                        org_id: owner(k.org_id),
-                        project_id: project_id.map(owner),
-                        role,
-                        name: k.name,
-                    }),
-                );
+                keys.insert(hash, Arc::new(k));
             }
             (Arc::new(keys), Arc::new(key_ids))
         };
@@ -274,22 +244,9 @@ impl Snapshot {
                     };
                 }
             }
-            let mut seen = HashSet::new();
+            let mut seen = Set::default();
             for (_, row) in &fresh[3] {
-                let c = pb::Credential::decode(*row).map_err(decode_err)?;
-                if !seen.insert(c.id.clone()) {
-                    return Err(SnapshotError::Duplicate("credential", c.id));
-                }
-                let project_id = non_empty(c.project_id.clone());
-                let what = || format!("credential {}", c.id);
-                if let Some(e) = dangling(&what, &c.org_id, project_id.as_deref()) {
-                    return Err(e);
-                }
-                let wire = wire_hash(&c);
-                let cred = match known.get(c.id.as_str()) {
-                    Some(k) if k.wire == wire => Arc::clone(k),
-                    _ => Arc::new(credential(c, key, wire)?),
-                };
+                let cred = credential_row(row, key, &orgs, &projects, &known, &mut seen)?;
                 count += 1;
                 let (lists, current, owner) = match &cred.project_id {
                     Some(p) => (&mut project_lists, &by_project, p.as_str()),
