@@ -526,11 +526,11 @@ pub const FULL_READ_EVERY: Duration = Duration::from_secs(300);
 
 /// The most configuration bytes per second the builder publishes versions of while changes keep
 /// coming. Each node does work that grows with the whole configuration for every version, delta
-/// or not — patching its copy of the encoding and its maps (≈10–15 ms at 10,000 projects, 13 MiB,
-/// on the bench machine) and sealing and writing its disk cache — about half of what decoding
-/// and applying a whole snapshot cost when every version was sent whole (≈40 ms, and the
-/// rate was 64 MiB/s then), so this keeps a node's share of a core spent on versions at about
-/// a fifth under a stream of writes.
+/// or not — patching its copy of the encoding and its maps (5–16 ms at 10,000 projects, 13 MiB,
+/// on the bench machine) and sealing (13–15 ms) and writing its disk cache — about half of what
+/// it was when every version was sent whole (applying one change 24–69 ms, then the same cache;
+/// the rate was 64 MiB/s then; `snapshot_apply` example, warm rounds), so this keeps a node's
+/// share of a core spent on versions about where it was under a stream of writes.
 const NODE_BYTES_PER_SEC: f64 = 128.0 * 1024.0 * 1024.0;
 
 /// How much of the versions' cost (above) the builder may owe before it waits: a few changes in
