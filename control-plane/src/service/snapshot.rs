@@ -296,7 +296,11 @@ impl BuiltSnapshot {
                     message::encode(8, &k, &mut out);
                 }
             }
-            // Secrets of credentials gone stay until a whole encoding finds many of them.
+            // A delta forgets the secrets of the credentials it removes; a whole encoding, those
+            // of credentials gone some other way (versions no node was sent), once there are many.
+            for id in &removed[3] {
+                mine.credentials.remove(*id);
+            }
             if from.is_none() && mine.credentials.len() > self.secrets.len() + 1024 {
                 let ids: std::collections::HashSet<&str> =
                     b.credentials.iter().map(|c| c.id.as_str()).collect();
