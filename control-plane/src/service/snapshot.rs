@@ -461,7 +461,8 @@ impl SnapshotHub {
                             let m = &st.0.metrics;
                             m.snapshot_build_us.store(took.as_micros() as u64, Relaxed);
                             m.snapshot_version.store(s.version, Relaxed);
-                            m.snapshot_bytes.store(s.base.encoded_len() as u64, Relaxed);
+                            let bytes = s.base.encoded_len();
+                            m.snapshot_bytes.store(bytes as u64, Relaxed);
                             tracing::info!(
                                 version = s.version,
                                 projects = s.base.projects.len(),
@@ -476,7 +477,6 @@ impl SnapshotHub {
                                 .snapshots()
                                 .current()
                                 .map_or(0, |p| p.encode_us.load(Relaxed));
-                            let bytes = s.base.encoded_len();
                             st.snapshots().publish(s);
                             // Under a stream of writes a large configuration would otherwise
                             // be rebuilt back to back: each version is owed its build time
@@ -558,6 +558,14 @@ pub async fn build_from_scratch(st: &AppState) -> Result<BuiltSnapshot, db::DbEr
     build_on(st, None, false).await
 }
 
+/// The rows `rows` reads when `read`, else none (the future is dropped unpolled).
+async fn read_if<T>(
+    read: bool,
+    rows: impl std::future::Future<Output = Result<Vec<T>, db::DbError>>,
+) -> Result<Vec<T>, db::DbError> {
+    if read { rows.await } else { Ok(Vec::new()) }
+}
+
 /// A build that reads every table, as the periodic full read does, following `previous` (so
 /// that deltas from it are worked out by comparing the two: for checks of that path).
 pub async fn build_reading_everything_on(
@@ -607,26 +615,18 @@ async fn build_on(
         changed.entry(tbl.as_str()).or_default().insert(id.as_str());
     }
     let read = |t: &str| matches!(since, db::bulk::Since::All) || changed.contains_key(t);
-    let orgs = if read("orgs") {
-        db::bulk::orgs(&mut *tx, b, since).await?
-    } else {
-        Vec::new()
-    };
-    let projects = if read("projects") {
-        db::bulk::projects(&mut *tx, b, since).await?
-    } else {
-        Vec::new()
-    };
-    let keys = if read("api_keys") {
-        db::bulk::active_api_keys(&mut *tx, b, since).await?
-    } else {
-        Vec::new()
-    };
-    let creds = if read("provider_credentials") {
-        db::bulk::credentials(&mut *tx, b, since).await?
-    } else {
-        Vec::new()
-    };
+    let orgs = read_if(read("orgs"), db::bulk::orgs(&mut *tx, b, since)).await?;
+    let projects = read_if(read("projects"), db::bulk::projects(&mut *tx, b, since)).await?;
+    let keys = read_if(
+        read("api_keys"),
+        db::bulk::active_api_keys(&mut *tx, b, since),
+    )
+    .await?;
+    let creds = read_if(
+        read("provider_credentials"),
+        db::bulk::credentials(&mut *tx, b, since),
+    )
+    .await?;
     let signing = db::providers::signing_keys(&mut *tx).await?;
     tx.commit().await?;
     let read_ms = t0.elapsed().as_millis() as u64;

@@ -4,8 +4,6 @@
 //! next whole snapshot with — but only the changed rows are decoded, and the parts with no
 //! change are taken over as they are.
 
-use std::collections::HashSet;
-
 use prost::encoding::{WireType, encode_key, encode_varint};
 
 use super::*;
@@ -86,9 +84,9 @@ impl Snapshot {
         // Per table: the changed rows (id, bytes) as sent, and every id to drop from the base
         // (those removed and those replaced).
         let mut fresh: Vec<Vec<(&[u8], &[u8])>> = Vec::with_capacity(4);
-        let mut gone: Vec<HashSet<&str>> = Vec::with_capacity(4);
+        let mut gone: Vec<Set<&str>> = Vec::with_capacity(4);
         for (t, f) in TABLES.into_iter().enumerate() {
-            let mut ids = HashSet::new();
+            let mut ids = Set::default();
             for id in rows(F_REMOVED[t]) {
                 ids.insert(text(id)?);
             }
@@ -315,7 +313,7 @@ impl Snapshot {
         d: &Split,
         delta: &[u8],
         fresh: &[Vec<(&[u8], &[u8])>],
-        gone: &[HashSet<&str>],
+        gone: &[Set<&str>],
     ) -> Result<Vec<u8>, SnapshotError> {
         let mut out = Vec::with_capacity(self.raw.len() + delta.len());
         if d.version != 0 {
