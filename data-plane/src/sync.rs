@@ -217,7 +217,9 @@ impl Syncer {
                 Ok(Some(env)) => {
                     *received = true;
                     let (env_version, delta) = (env.version, env.base_version != 0);
-                    let (version, error) = match self.apply_blocking(env).await {
+                    let applied = self.apply_blocking(env).await;
+                    let failed = applied.is_err();
+                    let (version, error) = match applied {
                         Ok(v) => {
                             tracing::info!(version = v, "applied configuration snapshot");
                             (v, String::new())
@@ -238,7 +240,7 @@ impl Syncer {
                     }
                     // Deltas follow one another on a stream: after one that did not apply, the
                     // next would not either. A new stream starts with a whole snapshot.
-                    if delta && version != env_version {
+                    if delta && failed {
                         return Err(format!(
                             "a delta to version {env_version} did not apply; reconnecting for a whole snapshot"
                         ));
@@ -364,8 +366,12 @@ mod tests {
     use crate::secret::Secret;
 
     fn syncer(dir: &Path) -> Arc<Syncer> {
+        syncer_to(dir, "http://127.0.0.1:1")
+    }
+
+    fn syncer_to(dir: &Path, control_plane_url: &str) -> Arc<Syncer> {
         let mut cfg = NodeConfig::defaults(
-            "http://127.0.0.1:1".into(),
+            control_plane_url.into(),
             Secret::new("node-token-for-sync-tests"),
         );
         cfg.cache_dir = dir.to_path_buf();
@@ -448,5 +454,130 @@ mod tests {
         let restarted = syncer(dir.path());
         assert_eq!(restarted.load_cache(), Some(11));
         assert!(restarted.store.load().unwrap().orgs.contains_key("o2"));
+    }
+
+    /// A control plane that plays one script of envelopes per watch stream (the stream then
+    /// stays open) and records what each watch and ack said.
+    #[derive(Default)]
+    struct ScriptedCp {
+        scripts: std::sync::Mutex<std::collections::VecDeque<Vec<pb::SnapshotEnvelope>>>,
+        watches: std::sync::Mutex<Vec<(u64, bool)>>,
+        acks: std::sync::Mutex<Vec<(u64, String)>>,
+    }
+
+    /// The server's handle on it (the test keeps another).
+    struct Cp(Arc<ScriptedCp>);
+
+    type EnvStream = std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<pb::SnapshotEnvelope, tonic::Status>> + Send>,
+    >;
+
+    #[tonic::async_trait]
+    impl proto::v1::config_service_server::ConfigService for Cp {
+        type WatchStream = EnvStream;
+
+        async fn watch(
+            &self,
+            req: tonic::Request<pb::WatchRequest>,
+        ) -> Result<tonic::Response<EnvStream>, tonic::Status> {
+            use futures_util::StreamExt as _;
+            let w = req.into_inner();
+            self.0
+                .watches
+                .lock()
+                .unwrap()
+                .push((w.known_version, w.accepts_deltas));
+            let script = self
+                .0
+                .scripts
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_default();
+            let s = futures_util::stream::iter(script.into_iter().map(Ok))
+                .chain(futures_util::stream::pending());
+            Ok(tonic::Response::new(Box::pin(s)))
+        }
+
+        async fn ack(
+            &self,
+            req: tonic::Request<pb::AckRequest>,
+        ) -> Result<tonic::Response<pb::AckResponse>, tonic::Status> {
+            let a = req.into_inner();
+            self.0
+                .acks
+                .lock()
+                .unwrap()
+                .push((a.applied_version, a.error));
+            Ok(tonic::Response::new(pb::AckResponse {}))
+        }
+    }
+
+    fn whole(version: u64, orgs: &[&str]) -> pb::SnapshotEnvelope {
+        pb::SnapshotEnvelope {
+            version,
+            snapshot: snapshot(version, orgs).encode_to_vec().into(),
+            ..Default::default()
+        }
+    }
+
+    /// A delta that does not apply ends the stream: the node acks the error, keeps serving what
+    /// it held, reconnects (telling the version it holds) and gets a whole snapshot there. Over
+    /// real gRPC, against a scripted control plane.
+    #[tokio::test]
+    async fn a_delta_that_does_not_apply_brings_a_reconnect_and_a_whole_snapshot() {
+        let cp = Arc::new(ScriptedCp::default());
+        let mut bad = delta(10, 11, "o2");
+        bad.delta = bytes::Bytes::from_static(b"\xff\xff\xff not a delta");
+        cp.scripts.lock().unwrap().extend([
+            vec![whole(10, &["o1"]), bad],
+            vec![whole(12, &["o1", "o3"])],
+        ]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(proto::v1::config_service_server::ConfigServiceServer::new(
+                    Cp(cp.clone()),
+                ))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let s = syncer_to(dir.path(), &format!("http://{addr}"));
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(s.clone().run(shutdown.clone()));
+        // The wait is a bound on a hang, not a timing assertion.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while s.store.version() != 12 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(s.store.version(), 12);
+        let held = s.store.load().unwrap();
+        assert!(held.orgs.contains_key("o3") && !held.orgs.contains_key("o2"));
+        // Two streams, both asking for deltas; the second from the version the node kept.
+        assert_eq!(*cp.watches.lock().unwrap(), vec![(0, true), (10, true)]);
+        // The acks come after the applies; wait for the last one.
+        while cp.acks.lock().unwrap().len() < 3 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let acks = cp.acks.lock().unwrap().clone();
+        assert_eq!(acks.len(), 3, "{acks:?}");
+        assert_eq!(acks[0], (10, String::new()));
+        assert_eq!(acks[1].0, 11);
+        assert!(
+            !acks[1].1.is_empty(),
+            "the failed delta is acked as an error"
+        );
+        assert_eq!(acks[2], (12, String::new()));
+        assert_eq!(
+            s.store
+                .deltas_applied
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+        shutdown.cancel();
+        run.await.unwrap();
+        server.abort();
     }
 }
