@@ -11,6 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::db::{self, nodes::NodeRow};
+use crate::service::snapshot::BuildMark;
 use crate::state::AppState;
 
 pub struct ConfigSvc {
@@ -69,15 +70,16 @@ impl ConfigService for ConfigSvc {
         let node_id = w.node_id.clone();
         let accepts_deltas = w.accepts_deltas;
         tokio::spawn(async move {
-            // The version last sent on this stream: the next one goes as a delta from it when
-            // the node accepts deltas and the snapshot can give one.
-            let mut sent: Option<u64> = None;
+            // The build last sent on this stream: the next one goes as a delta from it when the
+            // node accepts deltas and the snapshot can give one (from that very build, not
+            // another of the same version: see `BuildMark`).
+            let mut sent: Option<BuildMark> = None;
             loop {
                 let current = snapshots.borrow_and_update().clone();
                 if let Some(s) = current {
                     let delta = match sent {
-                        Some(from) if accepts_deltas && from < s.version => {
-                            s.delta_for(&key, from).await.map(|d| (from, d))
+                        Some(from) if accepts_deltas && from.version < s.version => {
+                            s.delta_for(&key, from).await.map(|d| (from.version, d))
                         }
                         _ => None,
                     };
@@ -100,7 +102,7 @@ impl ConfigService for ConfigSvc {
                     if tx.send(Ok(env)).await.is_err() {
                         break;
                     }
-                    sent = Some(s.version);
+                    sent = Some(s.mark());
                 }
                 tokio::select! {
                     changed = snapshots.changed() => if changed.is_err() { break },

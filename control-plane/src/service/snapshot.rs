@@ -98,10 +98,24 @@ struct Changed([Vec<String>; 4]);
 /// is sent the whole snapshot).
 const STEPS_KEPT: usize = 32;
 
+/// Which build a node was sent: its version, and a number no other build of this process has.
+/// A delta is made only from the very build a stream sent before, not from another build that
+/// happens to carry the same version (after a database restore lowered the version, later
+/// builds reuse numbers an older chain had).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BuildMark {
+    pub version: u64,
+    build: u64,
+}
+
+/// Numbers the builds of this process, for [`BuildMark`].
+static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// A built snapshot with its secrets still in clear (in memory only), and its sealed encodings
 /// per node-token key, computed once per key.
 pub struct BuiltSnapshot {
     pub version: u64,
+    build: u64,
     base: Rows,
     /// (credential index in `base.credentials`, sealed payload JSON in clear), by index
     secrets: Vec<(usize, Arc<[u8]>)>,
@@ -109,13 +123,12 @@ pub struct BuiltSnapshot {
     /// Node-token key id → the encoding for nodes holding that key. Concurrent watchers of one
     /// key share one encoding (the first computes it, off the async workers; the rest wait).
     encoded: Cells<String, Bytes>,
-    /// (node-token key id, base version) → the delta from that version, the same way.
-    deltas: Cells<(String, u64), Option<Bytes>>,
+    /// (node-token key id, base build) → the delta from that build, the same way.
+    deltas: Cells<(String, BuildMark), Option<Bytes>>,
     seals: Arc<SealCache>,
-    /// The builds this one follows, oldest first: (a build's version, the rows changed from it
-    /// to the next build). A delta from one of those versions carries the union of the changes
-    /// since.
-    steps: Vec<(u64, Arc<Changed>)>,
+    /// The builds this one follows, oldest first: (a build, the rows changed from it to the next
+    /// build). A delta from one of those builds carries the union of the changes since.
+    steps: Vec<(BuildMark, Arc<Changed>)>,
     /// Credential id → (its sealed secret as stored, the associated data it was opened with,
     /// the opened secret): the next build reuses the opened secret of every credential whose
     /// sealed value and owner did not change (opening 20,000 envelopes is a quarter of a build at
@@ -193,11 +206,19 @@ impl BuiltSnapshot {
         .await
     }
 
-    /// The changes from version `from` (a `pb::SnapshotDelta`) for nodes holding `key`, when
-    /// `from` is one of the builds this one follows; computed once per key and base like
-    /// [`BuiltSnapshot::encode_for`].
-    pub async fn delta_for(self: &Arc<Self>, key: &SealKey, from: u64) -> Option<Bytes> {
-        if !self.steps.iter().any(|(v, _)| *v == from) {
+    /// This build, as a stream remembers what it sent.
+    pub fn mark(&self) -> BuildMark {
+        BuildMark {
+            version: self.version,
+            build: self.build,
+        }
+    }
+
+    /// The changes from build `from` (a `pb::SnapshotDelta` against `from.version`) for nodes
+    /// holding `key`, when `from` is one of the builds this one follows; computed once per key
+    /// and base like [`BuiltSnapshot::encode_for`].
+    pub async fn delta_for(self: &Arc<Self>, key: &SealKey, from: BuildMark) -> Option<Bytes> {
+        if !self.steps.iter().any(|(m, _)| *m == from) {
             return None;
         }
         let (this, k) = (self.clone(), key.clone());
@@ -207,17 +228,17 @@ impl BuiltSnapshot {
         .await
     }
 
-    /// The whole snapshot (`from` None) or the delta from version `from`, encoded for `key`.
+    /// The whole snapshot (`from` None) or the delta from build `from`, encoded for `key`.
     /// Written field by field from the rows as built (sorted by id, as the node's merge of a
     /// delta expects), without copying them.
-    fn encode_now(&self, key: &SealKey, from: Option<u64>) -> Option<Bytes> {
+    fn encode_now(&self, key: &SealKey, from: Option<BuildMark>) -> Option<Bytes> {
         use prost::encoding::{message, uint64};
         let t0 = std::time::Instant::now();
         // Per table, the ids the delta carries, sorted (None: every row).
         let ids: Option<[std::collections::BTreeSet<&str>; 4]> = match from {
             None => None,
             Some(v) => {
-                let start = self.steps.iter().position(|(s, _)| *s == v)?;
+                let start = self.steps.iter().position(|(m, _)| *m == v)?;
                 let mut ids: [std::collections::BTreeSet<&str>; 4] = Default::default();
                 for (_, ch) in &self.steps[start..] {
                     for (t, set) in ids.iter_mut().enumerate() {
@@ -296,6 +317,10 @@ impl BuiltSnapshot {
                     message::encode(8, &k, &mut out);
                 }
             }
+            // Every encoding carries the whole signing-key list: the keys deleted since are
+            // forgotten (their secrets too) at once.
+            mine.signing
+                .retain(|id, _| b.signing_keys.iter().any(|k| &k.id == id));
             // A delta forgets the secrets of the credentials it removes; a whole encoding, those
             // of credentials gone some other way (versions no node was sent), once there are many.
             for id in &removed[3] {
@@ -307,8 +332,8 @@ impl BuiltSnapshot {
                 mine.credentials.retain(|id, _| ids.contains(id.as_str()));
             }
         }
-        if let Some(v) = from {
-            uint64::encode(9, &v, &mut out);
+        if let Some(from) = from {
+            uint64::encode(9, &from.version, &mut out);
             for (t, gone) in removed.iter().enumerate() {
                 for id in gone {
                     put(10 + t as u32, id.as_bytes(), &mut out);
@@ -320,7 +345,7 @@ impl BuiltSnapshot {
         self.encode_us.fetch_max(took.as_micros() as u64, Relaxed);
         tracing::debug!(
             version = self.version,
-            from,
+            from = from.map(|m| m.version),
             bytes = out.len(),
             encode_ms = took.as_millis() as u64,
             "snapshot encoded for a node-token key"
@@ -799,7 +824,7 @@ async fn build_on(
                 None => differing(p, &base, &opened),
             };
             let mut steps = p.steps.clone();
-            steps.push((p.version, Arc::new(changed)));
+            steps.push((p.mark(), Arc::new(changed)));
             let excess = steps.len().saturating_sub(STEPS_KEPT);
             steps.drain(..excess);
             steps
@@ -818,6 +843,7 @@ async fn build_on(
     );
     Ok(BuiltSnapshot {
         version: version as u64,
+        build: BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         full_read_at: match base_on {
             Some(p) if !full_read => p.full_read_at,
             _ => std::time::Instant::now(),

@@ -43,7 +43,7 @@ impl Node {
         let whole = to.encode_for(&self.key).await;
         let next = match self.held.take() {
             Some((held, _)) if held.version == to.version => held,
-            Some((held, _)) => match to.delta_for(&self.key, held.version).await {
+            Some((held, built)) => match to.delta_for(&self.key, built.mark()).await {
                 Some(d) => {
                     let next = held.apply_delta(&d, &self.key).unwrap_or_else(|e| {
                         panic!(
@@ -313,6 +313,33 @@ async fn differences_names_what_a_snapshot_lacks() {
     let diff = before.differences(&after);
     assert_eq!(diff.len(), 1, "{diff:?}");
     assert!(diff[0].starts_with("api key ") && diff[0].ends_with("only in the other"));
+}
+
+/// A delta is made only from the very build a stream sent, not from another build of the same
+/// version (after a database restore lowered the version, a new chain of builds reuses the
+/// numbers of an older one, whose content a node may still hold).
+#[tokio::test]
+async fn a_delta_starts_only_from_the_build_that_was_sent() {
+    let app = TestApp::spawn().await;
+    let st = &app.running.as_ref().unwrap().state;
+    let node = Node::new(&app);
+    let sent = Arc::new(build_from_scratch(st).await.unwrap());
+    let same_version = build_from_scratch(st).await.unwrap();
+    assert_eq!(sent.version, same_version.version);
+    created(
+        &app,
+        &format!("/api/v1/orgs/{}/api-keys", app.org_id),
+        json!({"name": "new", "role": "proxy"}),
+    )
+    .await;
+    let next = Arc::new(build_reading_everything_on(st, sent.clone()).await.unwrap());
+    assert!(next.version > sent.version);
+    assert!(next.delta_for(&node.key, sent.mark()).await.is_some());
+    assert!(
+        next.delta_for(&node.key, same_version.mark())
+            .await
+            .is_none()
+    );
 }
 
 /// Housekeeping deletes change records older than a day and keeps the recent ones.

@@ -144,6 +144,13 @@ impl Snapshot {
             }
             for (_, row) in &fresh[1] {
                 let p = pb::Project::decode(*row).map_err(decode_err)?;
+                if !orgs.contains_key(&p.org_id) {
+                    return Err(SnapshotError::Dangling(
+                        format!("project {}", p.id),
+                        "org",
+                        p.org_id,
+                    ));
+                }
                 by_name.insert((p.org_id.clone(), p.name.clone()), p.id.clone());
                 let project = Project {
                     id: p.id.clone(),
@@ -644,6 +651,13 @@ mod tests {
         let mut d = next(&|_| {});
         d.removed_orgs.push("o2".into());
         assert!(matches!(apply(&sa, &d), Err(SnapshotError::Dangling(..))));
+        // A new project in an org that is not there (no org changed: the check is the new
+        // row's own).
+        let d = next(&|b| b.projects.push(project("p9", "o-gone")));
+        assert_eq!(
+            apply(&sa, &d).unwrap_err(),
+            SnapshotError::Dangling("project p9".into(), "org", "o-gone".into())
+        );
         // A new key in a project that is not there.
         let d = next(&|b| b.api_keys.push(api_key("k9", "o1", "p-gone", 9)));
         assert_eq!(
