@@ -136,6 +136,14 @@ const SQLITE_PRAGMAS: [&str; 5] = [
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
+    /// SQLite: the write transactions' (`begin`) own pool of one connection. In WAL mode a
+    /// connection empties its page cache whenever another connection has committed since its
+    /// last transaction, so with writes spread over the pool's 8 connections nearly every write
+    /// read its B-tree pages from the file again (`pread`s copying 16 KiB pages). Writes take
+    /// turns anyway (`write_turns`), so one connection costs no concurrency, and its cache
+    /// stays warm until log ingest's connection or another process writes. The same pool as
+    /// `pool` on PostgreSQL.
+    write_pool: AnyPool,
     backend: Backend,
     url: data_plane::secret::Secret,
     /// SQLite has one write lock and no queue for it: a writer that finds it taken sleeps and
@@ -205,34 +213,48 @@ impl Db {
                     .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             }
         }
-        let opts = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
-            .min_connections(0)
-            .acquire_timeout(Duration::from_secs(5))
-            // sqlx pings an idle connection before handing it out. For SQLite that is one more
-            // round trip to the connection's worker thread on every acquire, in the caller's
-            // path, and finds nothing the ping sqlx makes when the connection goes back to the
-            // pool has not already found (it drops a connection whose worker is gone); on
-            // PostgreSQL it finds connections the server or the network dropped while idle.
-            .test_before_acquire(backend == Backend::Postgres)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        for pragma in SQLITE_PRAGMAS {
-                            sqlx::query(pragma).execute(&mut *conn).await?;
+        let options = |max_connections| {
+            AnyPoolOptions::new()
+                .max_connections(max_connections)
+                .min_connections(0)
+                .acquire_timeout(Duration::from_secs(5))
+                // sqlx pings an idle connection before handing it out. For SQLite that is one more
+                // round trip to the connection's worker thread on every acquire, in the caller's
+                // path, and finds nothing the ping sqlx makes when the connection goes back to the
+                // pool has not already found (it drops a connection whose worker is gone); on
+                // PostgreSQL it finds connections the server or the network dropped while idle.
+                .test_before_acquire(backend == Backend::Postgres)
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            for pragma in SQLITE_PRAGMAS {
+                                sqlx::query(pragma).execute(&mut *conn).await?;
+                            }
                         }
-                    }
-                    Ok(())
+                        Ok(())
+                    })
                 })
-            });
-        let pool = opts.connect(url).await.map_err(|e| {
+        };
+        let connect_err = |e: sqlx::Error| {
             format!(
                 "cannot connect to the database: {}",
                 redact_url_error(&e.to_string(), url)
             )
-        })?;
+        };
+        let (pool, write_pool) = match backend {
+            Backend::Sqlite => {
+                let pool = options(8).connect(url).await.map_err(connect_err)?;
+                let write_pool = options(1).connect(url).await.map_err(connect_err)?;
+                (pool, write_pool)
+            }
+            Backend::Postgres => {
+                let pool = options(16).connect(url).await.map_err(connect_err)?;
+                (pool.clone(), pool)
+            }
+        };
         Ok(Db {
             pool,
+            write_pool,
             backend,
             url: data_plane::secret::Secret::new(url),
             write_turns: Default::default(),
@@ -276,7 +298,7 @@ impl Db {
             Backend::Sqlite => {
                 let turn = self.owned_write_turn().await?;
                 Tx {
-                    inner: self.pool.begin_with(SQLITE_BEGIN_WRITE).await?,
+                    inner: self.write_pool.begin_with(SQLITE_BEGIN_WRITE).await?,
                     _turn: Some(turn),
                 }
             }
@@ -366,6 +388,7 @@ impl Db {
             let _ = sqlx::Connection::close(conn).await;
         }
         self.pool.close().await;
+        self.write_pool.close().await;
     }
 }
 
