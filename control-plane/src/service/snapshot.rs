@@ -53,7 +53,7 @@ fn sealed<'a, P: AsRef<[u8]> + Clone>(
 
 /// Credential id → (its sealed secret as stored, the associated data it was opened with, the
 /// opened secret), shared so that the next build takes the unchanged ones over without copies.
-type Opened = HashMap<Arc<str>, Arc<(String, String, Arc<[u8]>)>>;
+type Opened = HashMap<Arc<str>, Arc<(String, String, Arc<[u8]>)>, foldhash::fast::RandomState>;
 
 /// A snapshot's rows as built, each table sorted by id (secrets not yet sealed). Rows are
 /// shared (`Arc`): the next build takes the unchanged ones over without copying them.
@@ -709,17 +709,19 @@ async fn build_on(
     let unchanged = base_on.filter(|_| changed_creds.is_empty() && creds.is_empty());
     let mut opened: Arc<Opened> = match base_on {
         Some(p) if unchanged.is_some() => p.opened.clone(),
-        Some(p) => Arc::new(
-            p.opened
-                .iter()
-                .filter(|(id, _)| {
-                    let id: &str = id;
-                    !changed_creds.contains(id)
-                })
-                .map(|(id, v)| (id.clone(), v.clone()))
-                .collect(),
-        ),
-        None => Arc::new(HashMap::with_capacity(creds.len())),
+        // A copy of the previous map (its table copied, nothing hashed again) without the
+        // changed ones.
+        Some(p) => {
+            let mut opened = (*p.opened).clone();
+            for id in changed_creds {
+                opened.remove(*id);
+            }
+            Arc::new(opened)
+        }
+        None => Arc::new(HashMap::with_capacity_and_hasher(
+            creds.len(),
+            Default::default(),
+        )),
     };
     let mut fresh = Vec::with_capacity(creds.len());
     for (id, org_id, project_id, name, provider_type, metadata, sealed_secret, updated_at) in creds
@@ -929,18 +931,96 @@ fn merge<T: Clone>(
     if previous.is_empty() {
         return fresh;
     }
+    // The few rows that changed are found in `previous` by binary search, and the runs between
+    // them copied whole: no hashing or comparing of the other rows' ids (a build at 10,000
+    // projects takes over ≈80,000 rows).
+    let at = |want: &str| previous.binary_search_by(|p| id(p).as_str().cmp(want)).ok();
+    let mut skip: Vec<usize> = changed
+        .iter()
+        .filter_map(|c| at(c))
+        .chain(fresh.iter().filter_map(|f| at(id(f))))
+        .collect();
+    skip.sort_unstable();
+    skip.dedup();
     let mut out = Vec::with_capacity(previous.len() + fresh.len());
-    let mut fresh = fresh.into_iter().peekable();
-    for p in previous {
-        let pid = id(p);
-        while fresh.peek().is_some_and(|f| id(f) < pid) {
-            out.extend(fresh.next());
+    let (mut next, mut skips) = (0, skip.into_iter().peekable());
+    // Copies `previous[next..end]` without the rows to skip.
+    let mut copy_to = |end: usize, out: &mut Vec<T>| {
+        while next < end {
+            match skips.next_if(|s| *s < end) {
+                Some(s) => {
+                    out.extend_from_slice(&previous[next..s]);
+                    next = s + 1;
+                }
+                None => {
+                    out.extend_from_slice(&previous[next..end]);
+                    next = end;
+                }
+            }
         }
-        if changed.contains(pid.as_str()) || fresh.peek().is_some_and(|f| id(f) == pid) {
-            continue;
-        }
-        out.push(p.clone());
+    };
+    for f in fresh {
+        let pos = previous.partition_point(|p| id(p) < id(&f));
+        copy_to(pos, &mut out);
+        out.push(f);
     }
-    out.extend(fresh);
+    copy_to(previous.len(), &mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashSet};
+
+    use rand::{Rng, SeedableRng};
+
+    use super::merge;
+
+    /// `merge` against the plain definition — the previous rows minus the changed ids, plus
+    /// the fresh rows, in id order — on random tables: changed ids present or not, fresh rows
+    /// replacing, adding, at either end, several between two previous rows.
+    #[test]
+    fn merge_keeps_the_unchanged_rows_and_adds_the_fresh_ones_in_id_order() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for round in 0..500 {
+            let pool = rng.random_range(1..60);
+            let id = |n: u32| format!("id-{n:03}");
+            let previous: Vec<(String, u32)> = (0..pool)
+                .filter(|_| rng.random_bool(0.5))
+                .map(|n| (id(n), 0))
+                .collect();
+            let changed_ids: Vec<String> = (0..rng.random_range(0..6))
+                .map(|_| id(rng.random_range(0..pool)))
+                .collect();
+            // Fresh rows: most among the changed ids (as the builder reads them), some not;
+            // each id once.
+            let extra: Vec<String> = (0..rng.random_range(0..3))
+                .map(|_| id(rng.random_range(0..pool)))
+                .collect();
+            let mut fresh: Vec<(String, u32)> = changed_ids
+                .iter()
+                .chain(&extra)
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .filter(|_| rng.random_bool(0.6))
+                .map(|i| (i.clone(), round + 1))
+                .collect();
+            fresh.reverse();
+            let changed: HashSet<&str> = changed_ids.iter().map(String::as_str).collect();
+
+            let mut want: BTreeMap<String, u32> = previous
+                .iter()
+                .filter(|(i, _)| !changed.contains(i.as_str()))
+                .cloned()
+                .collect();
+            want.extend(fresh.iter().cloned());
+            let want: Vec<(String, u32)> = want.into_iter().collect();
+
+            let got = merge(&previous, &changed, fresh.clone(), |r| &r.0);
+            assert_eq!(
+                got, want,
+                "round {round}: previous {previous:?}, changed {changed:?}, fresh {fresh:?}"
+            );
+        }
+    }
 }
