@@ -39,10 +39,33 @@ pub fn ser_opt_time<S: serde::Serializer>(ms: &Option<i64>, s: S) -> Result<S::O
 /// local snapshot hub rebuilds.
 pub(crate) async fn commit(
     st: &crate::state::AppState,
-    mut tx: crate::db::Tx,
+    tx: crate::db::Tx,
     affects_config: bool,
 ) -> crate::error::ApiResult<()> {
-    if affects_config {
+    commit_with(st, tx, affects_config, affects_config).await
+}
+
+/// Commits a change that wrote rows of the tables a snapshot is built from (orgs, projects,
+/// api_keys, provider_credentials), as `commit(.., true)`. On SQLite those tables' triggers
+/// (migration 0004) bumped the version with each row they recorded, so the explicit bump is
+/// left out there: one statement fewer, a round trip to SQLite's worker thread, under the
+/// write turn every other write waits for. A change that wrote no such row (none matched)
+/// changed nothing a node serves.
+pub(crate) async fn commit_config_rows(
+    st: &crate::state::AppState,
+    tx: crate::db::Tx,
+) -> crate::error::ApiResult<()> {
+    let bump = st.db().backend() == crate::db::Backend::Postgres;
+    commit_with(st, tx, bump, true).await
+}
+
+async fn commit_with(
+    st: &crate::state::AppState,
+    mut tx: crate::db::Tx,
+    bump: bool,
+    affects_config: bool,
+) -> crate::error::ApiResult<()> {
+    if bump {
         crate::db::bump_config_version(&mut tx).await?;
         if st.db().backend() == crate::db::Backend::Postgres {
             sqlx::query("SELECT pg_notify('aiproxy_config', 'changed')")

@@ -8,7 +8,7 @@ use crate::crypto::tokens;
 use crate::db::{self, api_keys::ApiKeyRow};
 use crate::domain::{ApiKeyId, KeyRole, OrgId, ProjectId, names};
 use crate::error::{ApiError, ApiResult};
-use crate::service::{Principal, audit, auth, commit};
+use crate::service::{Principal, audit, auth, commit_config_rows};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -143,7 +143,7 @@ pub async fn create(
         serde_json::json!({"name": name, "role": role.as_str(), "project_id": row.project_id}),
     )
     .await?;
-    commit(st, tx, true).await?;
+    commit_config_rows(st, tx).await?;
     Ok(ApiKey::from_row(row, Some(key)))
 }
 
@@ -186,5 +186,5 @@ pub async fn revoke(st: &AppState, who: &Principal, id: &ApiKeyId) -> ApiResult<
         serde_json::json!({"name": row.name}),
     )
     .await?;
-    commit(st, tx, true).await
+    commit_config_rows(st, tx).await
 }

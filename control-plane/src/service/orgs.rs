@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::db::{self, orgs::OrgRow};
 use crate::domain::{OrgId, OrgRole, names};
 use crate::error::{ApiError, ApiResult};
-use crate::service::{Principal, audit, auth, commit};
+use crate::service::{Principal, audit, auth, commit_config_rows};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -144,7 +144,7 @@ pub async fn create(st: &AppState, who: &Principal, input: CreateOrg) -> ApiResu
         serde_json::json!({"name": name, "owner": owner.as_ref().map(|u| &u.email)}),
     )
     .await?;
-    commit(st, tx, true).await?;
+    commit_config_rows(st, tx).await?;
     Ok(Org::from_row(row, Some(OrgRole::Owner)))
 }
 
@@ -189,7 +189,7 @@ pub async fn update(
             serde_json::json!({"name": {"from": row.name, "to": name}}),
         )
         .await?;
-        commit(st, tx, true).await?;
+        commit_config_rows(st, tx).await?;
         row.name = name;
         row.updated_at = now;
     }
@@ -217,5 +217,5 @@ pub async fn delete(st: &AppState, who: &Principal, org_id: &OrgId) -> ApiResult
         serde_json::json!({"name": a.org.name}),
     )
     .await?;
-    commit(st, tx, true).await
+    commit_config_rows(st, tx).await
 }

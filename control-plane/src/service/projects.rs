@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::db::{self, projects::ProjectRow};
 use crate::domain::{OrgId, ProjectId, names};
 use crate::error::{ApiError, ApiResult};
-use crate::service::{Principal, audit, auth, commit};
+use crate::service::{Principal, audit, auth, commit_config_rows};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -98,7 +98,7 @@ pub async fn create(
         serde_json::json!({"name": name}),
     )
     .await?;
-    commit(st, tx, true).await?;
+    commit_config_rows(st, tx).await?;
     Ok(row.into())
 }
 
@@ -133,7 +133,7 @@ pub async fn update(
             serde_json::json!({"name": {"from": p.name, "to": name}}),
         )
         .await?;
-        commit(st, tx, true).await?;
+        commit_config_rows(st, tx).await?;
         p.name = name;
         p.updated_at = now;
     }
@@ -155,5 +155,5 @@ pub async fn delete(st: &AppState, who: &Principal, id: &ProjectId) -> ApiResult
         serde_json::json!({"name": p.name}),
     )
     .await?;
-    commit(st, tx, true).await
+    commit_config_rows(st, tx).await
 }

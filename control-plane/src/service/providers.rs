@@ -12,7 +12,7 @@ use crate::db::{self, providers::CredentialRow};
 use crate::domain::provider::{self as rules, SealedPayload, SplitMetadata};
 use crate::domain::{CredentialId, OrgId, ProjectId, names};
 use crate::error::{ApiError, ApiResult};
-use crate::service::{Principal, audit, auth, commit};
+use crate::service::{Principal, audit, auth, commit_config_rows};
 use crate::state::AppState;
 
 /// Shown in place of sealed metadata values; sending it back in a PATCH keeps the stored value.
@@ -281,7 +281,7 @@ pub async fn create(
         serde_json::json!({"name": name, "type": input.provider_type, "project_id": project_id, "metadata": split.public}),
     )
     .await?;
-    commit(st, tx, true).await?;
+    commit_config_rows(st, tx).await?;
     Ok(present(st, &row, false))
 }
 
@@ -440,7 +440,7 @@ pub async fn update(
         Value::Object(changes),
     )
     .await?;
-    commit(st, tx, true).await?;
+    commit_config_rows(st, tx).await?;
     Ok(present(st, &row, false))
 }
 
@@ -450,7 +450,7 @@ pub async fn delete(st: &AppState, who: &Principal, id: &CredentialId) -> ApiRes
     db::providers::delete(&mut *tx, &row.id).await?;
     audit::record(&mut tx, st, who, Some(&row.org_id), "provider.delete", ("provider", &row.id), serde_json::json!({"name": row.name, "type": row.provider_type, "project_id": row.project_id}))
         .await?;
-    commit(st, tx, true).await
+    commit_config_rows(st, tx).await
 }
 
 #[cfg(test)]
