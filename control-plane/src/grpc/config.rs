@@ -99,6 +99,16 @@ impl ConfigService for ConfigSvc {
                             delta: Default::default(),
                         },
                     };
+                    // An empty whole encoding is a failed one (`once`): the stream ends, and
+                    // the node's reconnect asks again.
+                    if env.snapshot.is_empty() && env.delta.is_empty() {
+                        let _ = tx
+                            .send(Err(Status::unavailable(
+                                "cannot encode the configuration snapshot",
+                            )))
+                            .await;
+                        break;
+                    }
                     if tx.send(Ok(env)).await.is_err() {
                         break;
                     }

@@ -155,7 +155,8 @@ impl std::fmt::Debug for BuiltSnapshot {
 type Cells<K, V> = Mutex<HashMap<K, Arc<tokio::sync::OnceCell<V>>>>;
 
 /// `cells`' value for `key`: the first caller computes it with `f` on a blocking thread (off the
-/// async workers), the others wait for that result.
+/// async workers), the others wait for that result. Should `f` panic, nothing is kept (the next
+/// caller computes it again) and this caller gets `V::default()`.
 async fn once<K, V>(cells: &Cells<K, V>, key: K, f: impl FnOnce() -> V + Send + 'static) -> V
 where
     K: std::hash::Hash + Eq,
@@ -165,9 +166,10 @@ where
         Ok(mut cache) => cache.entry(key).or_default().clone(),
         Err(_) => Arc::default(),
     };
-    cell.get_or_init(|| async move { tokio::task::spawn_blocking(f).await.unwrap_or_default() })
+    cell.get_or_try_init(|| async move { tokio::task::spawn_blocking(f).await })
         .await
-        .clone()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// A length-delimited field.
@@ -974,7 +976,17 @@ mod tests {
 
     use rand::{Rng, SeedableRng};
 
-    use super::merge;
+    use super::{Cells, merge, once};
+
+    /// A computation that panics is not kept: its caller gets the default, the next caller
+    /// computes the value, and later callers get that one.
+    #[tokio::test]
+    async fn once_keeps_a_value_but_not_a_panic() {
+        let cells: Cells<&str, u32> = Default::default();
+        assert_eq!(once(&cells, "k", || panic!("encoding failed")).await, 0);
+        assert_eq!(once(&cells, "k", || 7).await, 7);
+        assert_eq!(once(&cells, "k", || 8).await, 7);
+    }
 
     /// `merge` against the plain definition — the previous rows minus the changed ids, plus
     /// the fresh rows, in id order — on random tables: changed ids present or not, fresh rows
