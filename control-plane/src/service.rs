@@ -66,12 +66,18 @@ async fn commit_with(
     affects_config: bool,
 ) -> crate::error::ApiResult<()> {
     if bump {
-        crate::db::bump_config_version(&mut tx).await?;
         if st.db().backend() == crate::db::Backend::Postgres {
-            sqlx::query("SELECT pg_notify('aiproxy_config', 'changed')")
-                .execute(&mut *tx)
-                .await
-                .map_err(crate::db::DbError::from)?;
+            // The bump and the NOTIFY in one statement (one round trip to the server): a
+            // data-modifying CTE runs exactly once, whatever the query around it reads.
+            sqlx::query(
+                "WITH bumped AS (UPDATE config_state SET version = version + 1 WHERE id = 1 RETURNING 1) \
+                 SELECT pg_notify('aiproxy_config', 'changed') FROM bumped",
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(crate::db::DbError::from)?;
+        } else {
+            crate::db::bump_config_version(&mut tx).await?;
         }
     }
     tx.commit().await.map_err(crate::db::DbError::from)?;
