@@ -42,7 +42,7 @@ pub(crate) async fn commit(
     tx: crate::db::Tx,
     affects_config: bool,
 ) -> crate::error::ApiResult<()> {
-    commit_with(st, tx, affects_config, affects_config).await
+    commit_with(st, tx, affects_config, false).await
 }
 
 /// Commits a change that wrote rows of the tables a snapshot is built from (orgs, projects,
@@ -55,29 +55,31 @@ pub(crate) async fn commit_config_rows(
     st: &crate::state::AppState,
     tx: crate::db::Tx,
 ) -> crate::error::ApiResult<()> {
-    let bump = st.db().backend() == crate::db::Backend::Postgres;
-    commit_with(st, tx, bump, true).await
+    commit_with(st, tx, true, true).await
 }
 
 async fn commit_with(
     st: &crate::state::AppState,
     mut tx: crate::db::Tx,
-    bump: bool,
     affects_config: bool,
+    rows_bumped_on_sqlite: bool,
 ) -> crate::error::ApiResult<()> {
-    if bump {
-        if st.db().backend() == crate::db::Backend::Postgres {
+    use crate::db::Backend;
+    if affects_config {
+        match st.db().backend() {
             // The bump and the NOTIFY in one statement (one round trip to the server): a
             // data-modifying CTE runs exactly once, whatever the query around it reads.
-            sqlx::query(
-                "WITH bumped AS (UPDATE config_state SET version = version + 1 WHERE id = 1 RETURNING 1) \
-                 SELECT pg_notify('aiproxy_config', 'changed') FROM bumped",
-            )
-            .execute(&mut *tx)
-            .await
-            .map_err(crate::db::DbError::from)?;
-        } else {
-            crate::db::bump_config_version(&mut tx).await?;
+            Backend::Postgres => {
+                sqlx::query(
+                    "WITH bumped AS (UPDATE config_state SET version = version + 1 WHERE id = 1 RETURNING 1) \
+                     SELECT pg_notify('aiproxy_config', 'changed') FROM bumped",
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(crate::db::DbError::from)?;
+            }
+            Backend::Sqlite if rows_bumped_on_sqlite => {}
+            Backend::Sqlite => crate::db::bump_config_version(&mut tx).await?,
         }
     }
     tx.commit().await.map_err(crate::db::DbError::from)?;

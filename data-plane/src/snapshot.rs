@@ -292,6 +292,19 @@ fn unresolved(
     }
 }
 
+/// An encoded project, decoded and checked against its org.
+fn project_row(row: &[u8], orgs: &Map<String, Org>) -> Result<pb::Project, SnapshotError> {
+    let p = pb::Project::decode(row).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+    if !orgs.contains_key(&p.org_id) {
+        return Err(SnapshotError::Dangling(
+            format!("project {}", p.id),
+            "org",
+            p.org_id,
+        ));
+    }
+    Ok(p)
+}
+
 /// An encoded API key, decoded and checked against its owners; `owner` gives the shared copy
 /// of an owner id.
 fn api_key(
@@ -453,14 +466,7 @@ impl Snapshot {
                 let mut projects = Map::with_capacity_and_hasher(n, Default::default());
                 let mut project_by_name = Map::with_capacity_and_hasher(n, Default::default());
                 for e in entries(F_PROJECTS) {
-                    let p = pb::Project::decode(e).map_err(decode_err)?;
-                    if !orgs.contains_key(&p.org_id) {
-                        return Err(SnapshotError::Dangling(
-                            format!("project {}", p.id),
-                            "org",
-                            p.org_id,
-                        ));
-                    }
+                    let p = project_row(e, &orgs)?;
                     project_by_name.insert((p.org_id.clone(), p.name.clone()), p.id.clone());
                     if projects
                         .insert(

@@ -775,13 +775,15 @@ async fn build_on(
             // Every credential here has its opened secret: a fresh one was inserted above, and
             // one taken over was in the previous build's `opened` (which holds every credential
             // it served). Should one lack it all the same, it is left out rather than sent
-            // without its secret.
-            credentials.retain(|c| opened.contains_key(c.id.as_str()));
-            let secrets: Vec<(usize, Arc<[u8]>)> = credentials
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| opened.get(c.id.as_str()).map(|o| (i, o.2.clone())))
-                .collect();
+            // without its secret. One lookup per credential gives both.
+            let mut secrets: Vec<(usize, Arc<[u8]>)> = Vec::with_capacity(credentials.len());
+            credentials.retain(|c| match opened.get(c.id.as_str()) {
+                Some(o) => {
+                    secrets.push((secrets.len(), o.2.clone()));
+                    true
+                }
+                None => false,
+            });
             (credentials, secrets)
         }
     };

@@ -143,14 +143,7 @@ impl Snapshot {
                 }
             }
             for (_, row) in &fresh[1] {
-                let p = pb::Project::decode(*row).map_err(decode_err)?;
-                if !orgs.contains_key(&p.org_id) {
-                    return Err(SnapshotError::Dangling(
-                        format!("project {}", p.id),
-                        "org",
-                        p.org_id,
-                    ));
-                }
+                let p = project_row(row, &orgs)?;
                 by_name.insert((p.org_id.clone(), p.name.clone()), p.id.clone());
                 let project = Project {
                     id: p.id.clone(),
