@@ -91,6 +91,11 @@ async fn published_matches_scratch(app: &TestApp, node: &mut Node, round: &str) 
                 "{round}: the published snapshot differs from a build from scratch:\n{}",
                 diff.join("\n")
             );
+            assert_eq!(
+                s.encoded_bytes(),
+                scratch.encoded_bytes(),
+                "{round}: the size worked out build by build differs from a build from scratch's"
+            );
             if let Some((held, built)) = &node.held {
                 let everything = build_reading_everything_on(st, built.clone())
                     .await
@@ -369,4 +374,51 @@ async fn old_change_records_are_pruned_and_recent_ones_kept() {
     assert_eq!(count().await, recent + 1);
     control_plane::service::housekeeping::prune_config_changes(st).await;
     assert_eq!(count().await, recent, "only the day-old record went");
+}
+
+/// `aiproxy_snapshot_bytes` is the published snapshot's encoded size (without its sealed
+/// secrets), which each build works out from the previous one's, and follows the configuration
+/// as it grows.
+#[tokio::test]
+async fn the_snapshot_size_metric_follows_the_published_snapshot() {
+    let app = TestApp::spawn().await;
+    let st = &app.running.as_ref().unwrap().state;
+    let node = Node::new(&app);
+    let scraped = || async {
+        let (s, m) = app.send(Method::GET, "/metrics", None, None).await;
+        assert_eq!(s, StatusCode::OK);
+        let m = m.as_str().unwrap_or_default().to_string();
+        m.lines()
+            .find_map(|l| l.strip_prefix("aiproxy_snapshot_bytes "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no aiproxy_snapshot_bytes in {m}"))
+    };
+    let published = |want: u64| async move {
+        for _ in 0..1000 {
+            if let Some(s) = st.snapshots().current()
+                && s.version >= want
+            {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the builder did not publish version {want}");
+    };
+    let version = control_plane::db::config_version(st.db()).await.unwrap() as u64;
+    let first = published(version).await;
+    let before = scraped().await;
+    assert_eq!(before, first.encoded_bytes() as u64);
+    let whole = first.encode_for(&node.key).await;
+    assert!(
+        before > 0 && before <= whole.len() as u64,
+        "{before} of {}",
+        whole.len()
+    );
+
+    project_with_keys_and_credentials(&app, &app.org_id, "grown").await;
+    let version = control_plane::db::config_version(st.db()).await.unwrap() as u64;
+    let grown = published(version).await;
+    let after = scraped().await;
+    assert_eq!(after, grown.encoded_bytes() as u64);
+    assert!(after > before, "{after} after growing, {before} before");
 }
