@@ -18,8 +18,9 @@ pub mod users;
 
 use std::time::Duration;
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Row};
+use sqlx::any::{AnyPoolOptions, AnyRow, AnyTransactionManager};
+use sqlx::{Any, AnyPool, Row, SqlSafeStr};
+use sqlx_core::transaction::TransactionManager;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -81,20 +82,56 @@ pub type DbResult<T> = Result<T, DbError>;
 /// A transaction from `Db::begin` or `Db::begin_read`. On SQLite, one from `begin` also holds
 /// this process's write turn (see `Db::write_turns`) until it is committed, rolled back or
 /// dropped. It dereferences to its connection, as sqlx's `Transaction` does.
-pub struct Tx {
-    inner: sqlx::Transaction<'static, Any>,
-    // Declared after `inner`, so dropped after it: a transaction dropped unfinished has its
-    // rollback queued on the connection before the next writer's turn begins.
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+pub struct Tx(TxInner);
+
+enum TxInner {
+    /// PostgreSQL, and reads on either backend: a pooled connection.
+    Pooled(sqlx::Transaction<'static, Any>),
+    /// A SQLite write, on the connection the write turn holds.
+    Turn(TurnTx),
+}
+
+/// The SQLite write connection (`Db::write_turns`): opened on first use and kept; dropped after
+/// a `BEGIN` failed, so that the next write opens another.
+type WriteSlot = Option<sqlx::AnyConnection>;
+
+/// A SQLite write transaction on the write connection, holding the write turn. Unfinished when
+/// dropped, its rollback is queued on the connection at once (as sqlx's `Transaction` does),
+/// before the turn passes to the next writer.
+struct TurnTx {
+    conn: tokio::sync::OwnedMappedMutexGuard<WriteSlot, sqlx::AnyConnection>,
+    open: bool,
+}
+
+impl Drop for TurnTx {
+    fn drop(&mut self) {
+        if self.open {
+            AnyTransactionManager::start_rollback(&mut self.conn);
+        }
+    }
 }
 
 impl Tx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.inner.commit().await
+        match self.0 {
+            TxInner::Pooled(t) => t.commit().await,
+            TxInner::Turn(mut t) => {
+                AnyTransactionManager::commit(&mut t.conn).await?;
+                t.open = false;
+                Ok(())
+            }
+        }
     }
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.inner.rollback().await
+        match self.0 {
+            TxInner::Pooled(t) => t.rollback().await,
+            TxInner::Turn(mut t) => {
+                AnyTransactionManager::rollback(&mut t.conn).await?;
+                t.open = false;
+                Ok(())
+            }
+        }
     }
 }
 
@@ -102,13 +139,19 @@ impl std::ops::Deref for Tx {
     type Target = sqlx::AnyConnection;
 
     fn deref(&self) -> &sqlx::AnyConnection {
-        &self.inner
+        match &self.0 {
+            TxInner::Pooled(t) => t,
+            TxInner::Turn(t) => &t.conn,
+        }
     }
 }
 
 impl std::ops::DerefMut for Tx {
     fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
-        &mut self.inner
+        match &mut self.0 {
+            TxInner::Pooled(t) => t,
+            TxInner::Turn(t) => &mut t.conn,
+        }
     }
 }
 
@@ -136,14 +179,6 @@ const SQLITE_PRAGMAS: [&str; 5] = [
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
-    /// SQLite: the write transactions' (`begin`) own pool of one connection. In WAL mode a
-    /// connection empties its page cache whenever another connection has committed since its
-    /// last transaction, so with writes spread over the pool's 8 connections nearly every write
-    /// read its B-tree pages from the file again (`pread`s copying 16 KiB pages). Writes take
-    /// turns anyway (`write_turns`), so one connection costs no concurrency, and its cache
-    /// stays warm until log ingest's connection or another process writes. The same pool as
-    /// `pool` on PostgreSQL.
-    write_pool: AnyPool,
     backend: Backend,
     url: data_plane::secret::Secret,
     /// SQLite has one write lock and no queue for it: a writer that finds it taken sleeps and
@@ -152,7 +187,17 @@ pub struct Db {
     /// time asleep in that retry loop (SQLite's sleeps grow from 1 ms to 100 ms). Every write
     /// transaction (`begin`) and log retention's deletes take turns here instead, first come
     /// first served. Unused on PostgreSQL.
-    write_turns: std::sync::Arc<tokio::sync::Mutex<()>>,
+    ///
+    /// The turn holds the connection the write transactions (`begin`) run on, one for the
+    /// process. In WAL mode a connection empties its page cache whenever another connection
+    /// has committed since its last transaction, so with writes spread over the pool's 8
+    /// connections nearly every write read its B-tree pages from the file again (`pread`s
+    /// copying 16 KiB pages); writes take turns anyway, so one connection costs no concurrency,
+    /// and its cache stays warm until log ingest's connection or another process writes. It is
+    /// not a pool's: a pool hands a connection back through a task it spawns, which first pings
+    /// the connection's worker thread, so each write paid one more round trip and a task's
+    /// scheduling while the next writer waited for the connection (bench/README.md).
+    write_turns: std::sync::Arc<tokio::sync::Mutex<WriteSlot>>,
     /// SQLite: log ingest's own connection, sqlx's SQLite driver without the `Any` layer
     /// (`Db::sqlite_ingest`), kept between batches; empty until first used or after an error.
     ingest_conn: std::sync::Arc<std::sync::Mutex<Option<sqlx::SqliteConnection>>>,
@@ -163,7 +208,7 @@ pub struct Db {
 pub struct SqliteIngest {
     conn: sqlx::SqliteConnection,
     slot: std::sync::Arc<std::sync::Mutex<Option<sqlx::SqliteConnection>>>,
-    _turn: tokio::sync::OwnedMutexGuard<()>,
+    _turn: tokio::sync::OwnedMutexGuard<WriteSlot>,
 }
 
 impl SqliteIngest {
@@ -241,20 +286,15 @@ impl Db {
                 redact_url_error(&e.to_string(), url)
             )
         };
-        let (pool, write_pool) = match backend {
-            Backend::Sqlite => {
-                let pool = options(8).connect(url).await.map_err(connect_err)?;
-                let write_pool = options(1).connect(url).await.map_err(connect_err)?;
-                (pool, write_pool)
-            }
-            Backend::Postgres => {
-                let pool = options(16).connect(url).await.map_err(connect_err)?;
-                (pool.clone(), pool)
-            }
-        };
+        let pool = match backend {
+            Backend::Sqlite => options(8),
+            Backend::Postgres => options(16),
+        }
+        .connect(url)
+        .await
+        .map_err(connect_err)?;
         Ok(Db {
             pool,
-            write_pool,
             backend,
             url: data_plane::secret::Secret::new(url),
             write_turns: Default::default(),
@@ -277,7 +317,7 @@ impl Db {
 
     /// On SQLite, waits for this process's turn to write (see `write_turns`) and holds it until
     /// the guard is dropped; on PostgreSQL, returns at once (its row locks queue writers).
-    pub async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    pub async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, WriteSlot>> {
         match self.backend {
             Backend::Sqlite => Some(self.write_turns.lock().await),
             Backend::Postgres => None,
@@ -296,21 +336,39 @@ impl Db {
     pub async fn begin(&self) -> DbResult<Tx> {
         Ok(match self.backend {
             Backend::Sqlite => {
-                let turn = self.owned_write_turn().await?;
-                Tx {
-                    inner: self.write_pool.begin_with(SQLITE_BEGIN_WRITE).await?,
-                    _turn: Some(turn),
+                let mut turn = self.owned_write_turn().await?;
+                let conn = match turn.take() {
+                    Some(conn) => conn,
+                    None => self.sqlite_connection().await?,
+                };
+                let conn = turn.insert(conn);
+                if let Err(e) =
+                    AnyTransactionManager::begin(conn, Some(SQLITE_BEGIN_WRITE.into_sql_str()))
+                        .await
+                {
+                    *turn = None;
+                    return Err(e.into());
                 }
+                let conn = tokio::sync::OwnedMutexGuard::try_map(turn, Option::as_mut)
+                    .map_err(|_| DbError::Other("the write connection went missing".into()))?;
+                Tx(TxInner::Turn(TurnTx { conn, open: true }))
             }
-            Backend::Postgres => Tx {
-                inner: self.pool.begin().await?,
-                _turn: None,
-            },
+            Backend::Postgres => Tx(TxInner::Pooled(self.pool.begin().await?)),
         })
     }
 
+    /// A new SQLite connection with the pool's pragmas (the write connection's).
+    async fn sqlite_connection(&self) -> DbResult<sqlx::AnyConnection> {
+        let mut conn =
+            <sqlx::AnyConnection as sqlx::Connection>::connect(self.url.expose()).await?;
+        for pragma in SQLITE_PRAGMAS {
+            sqlx::query(pragma).execute(&mut conn).await?;
+        }
+        Ok(conn)
+    }
+
     /// This process's write turn, waiting at most `SQLITE_WRITE_WAIT` for it.
-    async fn owned_write_turn(&self) -> DbResult<tokio::sync::OwnedMutexGuard<()>> {
+    async fn owned_write_turn(&self) -> DbResult<tokio::sync::OwnedMutexGuard<WriteSlot>> {
         tokio::time::timeout(SQLITE_WRITE_WAIT, self.write_turns.clone().lock_owned())
             .await
             .map_err(|_| {
@@ -363,10 +421,7 @@ impl Db {
     /// Begins a transaction that only reads: one consistent view, and on SQLite no write lock,
     /// so writers go on meanwhile.
     pub async fn begin_read(&self) -> DbResult<Tx> {
-        Ok(Tx {
-            inner: self.pool.begin().await?,
-            _turn: None,
-        })
+        Ok(Tx(TxInner::Pooled(self.pool.begin().await?)))
     }
 
     /// Is the database answering?
@@ -387,8 +442,14 @@ impl Db {
         if let Some(conn) = self.take_ingest_conn() {
             let _ = sqlx::Connection::close(conn).await;
         }
+        let conn = match self.backend {
+            Backend::Sqlite => self.write_turns.lock().await.take(),
+            Backend::Postgres => None,
+        };
+        if let Some(conn) = conn {
+            let _ = sqlx::Connection::close(conn).await;
+        }
         self.pool.close().await;
-        self.write_pool.close().await;
     }
 }
 
@@ -673,6 +734,74 @@ mod tests {
         assert_eq!(sum_x(&db).await, 1110);
         db.close().await;
         assert!(db.ingest_conn.lock().unwrap().is_none());
+    }
+
+    /// A write transaction on SQLite's write connection that is dropped unfinished, or after a
+    /// statement failed, writes nothing; the connection is kept for the next one (its rollback
+    /// runs first), and log ingest's own connection gets SQLite's lock at once.
+    #[tokio::test]
+    async fn an_unfinished_sqlite_write_writes_nothing_and_the_next_writers_go_on() {
+        let (_dir, db, _) = two_sqlite_pools().await;
+        exec(&db, "CREATE TABLE t (x BIGINT)").await;
+        {
+            let mut tx = db.begin().await.unwrap();
+            sqlx::query("INSERT INTO t (x) VALUES (1)")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            // Dropped here without commit, as `?` would.
+        }
+        assert_eq!(sum_x(&db).await, 0);
+        assert!(
+            db.write_turns.lock().await.is_some(),
+            "the connection is kept"
+        );
+        {
+            let mut tx = db.begin().await.unwrap();
+            sqlx::query("INSERT INTO t (x) VALUES (2)")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            let failed = sqlx::query("INSERT INTO missing (x) VALUES (1)")
+                .execute(&mut *tx)
+                .await;
+            assert!(failed.is_err());
+        }
+        let wait = Duration::from_secs(2);
+        let mut tx = tokio::time::timeout(wait, db.begin())
+            .await
+            .expect("the write turn was given back")
+            .unwrap();
+        sqlx::query("INSERT INTO t (x) VALUES (10)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let tx = db.begin().await.unwrap();
+        tx.rollback().await.unwrap();
+        {
+            let _abandoned = db.begin().await.unwrap();
+        }
+        let mut ingest = tokio::time::timeout(wait, db.sqlite_ingest())
+            .await
+            .expect("the write turn was given back")
+            .unwrap();
+        let mut tx = tokio::time::timeout(wait, ingest.begin())
+            .await
+            .expect("SQLite's lock was released by the write connection")
+            .unwrap();
+        sqlx::query("INSERT INTO t (x) VALUES (100)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        ingest.finish();
+        assert_eq!(sum_x(&db).await, 110);
+        db.close().await;
+        assert!(
+            db.write_turns.lock().await.is_none(),
+            "closed with the pool"
+        );
     }
 
     /// Write transactions of one process take turns in arrival order (SQLite's own waiting
