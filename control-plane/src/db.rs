@@ -196,7 +196,7 @@ pub struct Db {
     /// and its cache stays warm until log ingest's connection or another process writes. It is
     /// not a pool's: a pool hands a connection back through a task it spawns, which first pings
     /// the connection's worker thread, so each write paid one more round trip and a task's
-    /// scheduling while the next writer waited for the connection (bench/README.md).
+    /// scheduling while the next writer waited for the connection (ARCHITECTURE.md).
     write_turns: std::sync::Arc<tokio::sync::Mutex<WriteSlot>>,
     /// SQLite: log ingest's own connection, sqlx's SQLite driver without the `Any` layer
     /// (`Db::sqlite_ingest`), kept between batches; empty until first used or after an error.
