@@ -442,10 +442,8 @@ impl Db {
         if let Some(conn) = self.take_ingest_conn() {
             let _ = sqlx::Connection::close(conn).await;
         }
-        let conn = match self.backend {
-            Backend::Sqlite => self.write_turns.lock().await.take(),
-            Backend::Postgres => None,
-        };
+        // The SQLite write connection (always empty on PostgreSQL).
+        let conn = self.write_turns.lock().await.take();
         if let Some(conn) = conn {
             let _ = sqlx::Connection::close(conn).await;
         }

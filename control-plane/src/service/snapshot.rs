@@ -970,11 +970,17 @@ fn merge<T: Clone>(
     // The few rows that changed are found in `previous` by binary search, and the runs between
     // them copied whole: no hashing or comparing of the other rows' ids (a build at 10,000
     // projects takes over ≈80,000 rows).
-    let at = |want: &str| previous.binary_search_by(|p| id(p).as_str().cmp(want)).ok();
+    // Each fresh row's place in `previous` is searched for once: the previous row there, if
+    // it has the same id, is replaced.
+    let at = |want: &str| previous.partition_point(|p| id(p).as_str() < want);
+    let places: Vec<usize> = fresh.iter().map(|f| at(id(f))).collect();
+    let found = |want: &str, i: usize| previous.get(i).is_some_and(|p| id(p) == want);
     let mut skip: Vec<usize> = changed
         .iter()
-        .filter_map(|c| at(c))
-        .chain(fresh.iter().filter_map(|f| at(id(f))))
+        .map(|c| (*c, at(c)))
+        .chain(fresh.iter().zip(&places).map(|(f, i)| (id(f).as_str(), *i)))
+        .filter(|(want, i)| found(want, *i))
+        .map(|(_, i)| i)
         .collect();
     skip.sort_unstable();
     skip.dedup();
@@ -996,8 +1002,7 @@ fn merge<T: Clone>(
             }
         }
     };
-    for f in fresh {
-        let pos = previous.partition_point(|p| id(p) < id(&f));
+    for (f, pos) in fresh.into_iter().zip(places) {
         copy_to(pos, &mut out);
         out.push(f);
     }
