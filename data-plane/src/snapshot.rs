@@ -754,6 +754,10 @@ pub struct SnapshotStore {
     pub last_apply_bytes: std::sync::atomic::AtomicU64,
     /// Deltas applied since the node started (the rest of its applies were whole snapshots).
     pub deltas_applied: std::sync::atomic::AtomicU64,
+    /// Writes of the disk cache since the node started (`sync::Syncer`), and the version the
+    /// cache holds (0: none written or loaded).
+    pub cache_writes: std::sync::atomic::AtomicU64,
+    pub cache_version: std::sync::atomic::AtomicU64,
 }
 
 impl SnapshotStore {
@@ -775,10 +779,14 @@ impl SnapshotStore {
         format!(
             "# HELP aiproxy_config_apply_seconds Time the last configuration update (a whole snapshot or a delta) took to decode, validate and index.\n# TYPE aiproxy_config_apply_seconds gauge\naiproxy_config_apply_seconds {}\n\
              # HELP aiproxy_config_snapshot_bytes Size of the last configuration update received (a whole snapshot or a delta).\n# TYPE aiproxy_config_snapshot_bytes gauge\naiproxy_config_snapshot_bytes {}\n\
-             # HELP aiproxy_config_deltas_applied_total Configuration deltas applied (the other updates were whole snapshots).\n# TYPE aiproxy_config_deltas_applied_total counter\naiproxy_config_deltas_applied_total {}\n",
+             # HELP aiproxy_config_deltas_applied_total Configuration deltas applied (the other updates were whole snapshots).\n# TYPE aiproxy_config_deltas_applied_total counter\naiproxy_config_deltas_applied_total {}\n\
+             # HELP aiproxy_config_cache_writes_total Writes of the last-known-good snapshot to the disk cache (at most one a second under a stream of versions).\n# TYPE aiproxy_config_cache_writes_total counter\naiproxy_config_cache_writes_total {}\n\
+             # HELP aiproxy_config_cache_version Configuration version the disk cache holds (what a restart would serve until the control plane is reached; 0: none).\n# TYPE aiproxy_config_cache_version gauge\naiproxy_config_cache_version {}\n",
             self.last_apply_us.load(Relaxed) as f64 / 1e6,
             self.last_apply_bytes.load(Relaxed),
-            self.deltas_applied.load(Relaxed)
+            self.deltas_applied.load(Relaxed),
+            self.cache_writes.load(Relaxed),
+            self.cache_version.load(Relaxed)
         )
     }
 }

@@ -28,8 +28,8 @@ async fn a_change_reaches_running_nodes_without_restart() {
         let (s, _, b) = n.chat(&key, "gpt-4o", &[]).await;
         assert_eq!(s, StatusCode::OK, "{b}");
     }
-    // A node serves a version before it acknowledges it (after writing its disk cache): the
-    // control plane's listing catches up within moments.
+    // A node serves a version a moment before it acknowledges it: the control plane's listing
+    // catches up within moments.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let nodes = loop {
         let (_, nodes) = cp.api("GET", "/api/v1/nodes", None).await;
@@ -84,7 +84,8 @@ async fn traffic_continues_when_the_control_plane_dies_and_nodes_restart_from_di
     // One more change reaches it as a delta: what it writes to disk is then the whole
     // snapshot it made from its previous one and the delta.
     cp.project("before-the-kill").await;
-    node.wait_version(cp.current_version().await).await;
+    let cp_version = cp.current_version().await;
+    node.wait_version(cp_version).await;
     assert!(node.metric("aiproxy_config_deltas_applied_total").await >= 1.0);
     // Traffic flows while the control plane is killed.
     let ok = Arc::new(AtomicUsize::new(0));
@@ -124,7 +125,20 @@ async fn traffic_continues_when_the_control_plane_dies_and_nodes_restart_from_di
         !raw.windows(16).any(|w| w == b"sk-lkg-000000001"),
         "the snapshot cache is encrypted"
     );
-    // The node restarts with the control plane still down: it serves from its disk cache.
+    // The node restarts with the control plane still down: it serves from its disk cache,
+    // which holds the version it served (written at most once a second under a stream of
+    // changes, so a crash right after one can restart from the version before it).
+    let served = cp_version;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while node.metric("aiproxy_config_cache_version").await != served as f64
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        node.metric("aiproxy_config_cache_version").await,
+        served as f64
+    );
     node.kill().await;
     node.respawn().await;
     assert!(
