@@ -523,17 +523,26 @@ mod tests {
         syncer(dir).load_cache()
     }
 
+    /// A syncer on `dir` whose disk cache's writer runs with `interval`, until the token.
+    fn cache_writer(
+        dir: &Path,
+        interval: Duration,
+    ) -> (Arc<Syncer>, CancellationToken, tokio::task::JoinHandle<()>) {
+        let mut s = Arc::into_inner(syncer(dir)).unwrap();
+        s.cache_interval = interval;
+        let s = Arc::new(s);
+        let stop = CancellationToken::new();
+        let writer = tokio::spawn(s.clone().write_cache_when_due(stop.clone()));
+        (s, stop, writer)
+    }
+
     /// The disk cache's writer: the first version at once, then at most one write per interval
     /// (the newest version), and what is due when it stops. With an interval of an hour, what
     /// it wrote is not a matter of timing.
     #[tokio::test]
     async fn the_disk_cache_is_written_at_most_once_per_interval_and_on_stop() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Arc::into_inner(syncer(dir.path())).unwrap();
-        s.cache_interval = Duration::from_secs(3600);
-        let s = Arc::new(s);
-        let stop = CancellationToken::new();
-        let writer = tokio::spawn(s.clone().write_cache_when_due(stop.clone()));
+        let (s, stop, writer) = cache_writer(dir.path(), Duration::from_secs(3600));
         let writes = || s.store.cache_writes.load(Ordering::Relaxed);
         assert_eq!(s.apply_blocking(whole(10, &["o1"])).await, Ok(10));
         // The wait is a bound on a hang, not a timing assertion.
@@ -561,14 +570,10 @@ mod tests {
     #[tokio::test]
     async fn the_disk_cache_catches_up_after_the_interval() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Arc::into_inner(syncer(dir.path())).unwrap();
-        s.cache_interval = Duration::from_millis(50);
-        let s = Arc::new(s);
-        let stop = CancellationToken::new();
-        let writer = tokio::spawn(s.clone().write_cache_when_due(stop.clone()));
+        let (s, stop, writer) = cache_writer(dir.path(), Duration::from_millis(50));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        for (version, v) in [(whole(10, &["o1"]), 10), (delta(10, 11, "o2"), 11)] {
-            assert_eq!(s.apply_blocking(version).await, Ok(v));
+        for (env, v) in [(whole(10, &["o1"]), 10), (delta(10, 11, "o2"), 11)] {
+            assert_eq!(s.apply_blocking(env).await, Ok(v));
             while on_disk(dir.path()) != Some(v) && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
