@@ -111,26 +111,31 @@ impl Drop for TurnTx {
     }
 }
 
+impl TurnTx {
+    /// Commits or rolls back; the turn passes on when this drops.
+    async fn end(mut self, commit: bool) -> Result<(), sqlx::Error> {
+        if commit {
+            AnyTransactionManager::commit(&mut self.conn).await?;
+        } else {
+            AnyTransactionManager::rollback(&mut self.conn).await?;
+        }
+        self.open = false;
+        Ok(())
+    }
+}
+
 impl Tx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self.0 {
             TxInner::Pooled(t) => t.commit().await,
-            TxInner::Turn(mut t) => {
-                AnyTransactionManager::commit(&mut t.conn).await?;
-                t.open = false;
-                Ok(())
-            }
+            TxInner::Turn(t) => t.end(true).await,
         }
     }
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
         match self.0 {
             TxInner::Pooled(t) => t.rollback().await,
-            TxInner::Turn(mut t) => {
-                AnyTransactionManager::rollback(&mut t.conn).await?;
-                t.open = false;
-                Ok(())
-            }
+            TxInner::Turn(t) => t.end(false).await,
         }
     }
 }
@@ -741,12 +746,22 @@ mod tests {
     async fn an_unfinished_sqlite_write_writes_nothing_and_the_next_writers_go_on() {
         let (_dir, db, _) = two_sqlite_pools().await;
         exec(&db, "CREATE TABLE t (x BIGINT)").await;
-        {
-            let mut tx = db.begin().await.unwrap();
-            sqlx::query("INSERT INTO t (x) VALUES (1)")
-                .execute(&mut *tx)
+        async fn insert(conn: &mut sqlx::AnyConnection, x: i64) {
+            sqlx::query("INSERT INTO t (x) VALUES ($1)")
+                .bind(x)
+                .execute(conn)
                 .await
                 .unwrap();
+        }
+        // A bound on a hang, not a timing assertion.
+        async fn soon<T>(f: impl std::future::Future<Output = T>, what: &str) -> T {
+            tokio::time::timeout(Duration::from_secs(2), f)
+                .await
+                .expect(what)
+        }
+        {
+            let mut tx = db.begin().await.unwrap();
+            insert(&mut tx, 1).await;
             // Dropped here without commit, as `?` would.
         }
         assert_eq!(sum_x(&db).await, 0);
@@ -756,38 +771,31 @@ mod tests {
         );
         {
             let mut tx = db.begin().await.unwrap();
-            sqlx::query("INSERT INTO t (x) VALUES (2)")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
+            insert(&mut tx, 2).await;
             let failed = sqlx::query("INSERT INTO missing (x) VALUES (1)")
                 .execute(&mut *tx)
                 .await;
             assert!(failed.is_err());
         }
-        let wait = Duration::from_secs(2);
-        let mut tx = tokio::time::timeout(wait, db.begin())
-            .await
-            .expect("the write turn was given back")
-            .unwrap();
-        sqlx::query("INSERT INTO t (x) VALUES (10)")
-            .execute(&mut *tx)
+        let mut tx = soon(db.begin(), "the write turn was given back")
             .await
             .unwrap();
+        insert(&mut tx, 10).await;
         tx.commit().await.unwrap();
         let tx = db.begin().await.unwrap();
         tx.rollback().await.unwrap();
         {
             let _abandoned = db.begin().await.unwrap();
         }
-        let mut ingest = tokio::time::timeout(wait, db.sqlite_ingest())
+        let mut ingest = soon(db.sqlite_ingest(), "the write turn was given back")
             .await
-            .expect("the write turn was given back")
             .unwrap();
-        let mut tx = tokio::time::timeout(wait, ingest.begin())
-            .await
-            .expect("SQLite's lock was released by the write connection")
-            .unwrap();
+        let mut tx = soon(
+            ingest.begin(),
+            "SQLite's lock was released by the write connection",
+        )
+        .await
+        .unwrap();
         sqlx::query("INSERT INTO t (x) VALUES (100)")
             .execute(&mut *tx)
             .await
