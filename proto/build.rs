@@ -12,6 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let fds = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure()
+        // Decodes from `Bytes` split off the stream's buffer (src/codec.rs).
+        .codec_path("crate::codec::BytesCodec")
         .bytes(".aiproxy.v1.SnapshotEnvelope.snapshot")
         .bytes(".aiproxy.v1.SnapshotEnvelope.delta")
         .compile_fds(fds)?;

@@ -2,6 +2,8 @@
 
 #![allow(clippy::all, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod codec;
+
 pub mod v1 {
     tonic::include_proto!("aiproxy.v1");
 }
