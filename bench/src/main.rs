@@ -298,10 +298,41 @@ fn env_u64(k: &str, d: u64) -> u64 {
 /// The scenario names of the configuration-at-scale comparison: the small configuration (the
 /// reference), the node started at `projects` projects, and the first node (running since the
 /// bench started), in the order [`scale_points`] returns their rows.
-fn scale_scenarios(projects: u64) -> [String; 3] {
+fn scale_scenarios(projects: u64) -> [String; 4] {
     let big = format!("chat at {projects} projects");
     let first = format!("{big}, first node");
-    ["chat, small configuration".to_string(), big, first]
+    let churn = format!(
+        "{big}, a project created every {} ms meanwhile",
+        CHURN_EVERY.as_millis()
+    );
+    ["chat, small configuration".to_string(), big, first, churn]
+}
+
+/// How often the configuration changes during the scale comparison's churn slices.
+const CHURN_EVERY: Duration = Duration::from_millis(100);
+
+/// Creates a project in `org` every `CHURN_EVERY` until `until` (each change reaches every node
+/// as a delta at the configuration's full size); returns how many it created.
+async fn churn(http: SocketAddr, key: String, org: String, until: Instant) -> Result<u64, Error> {
+    // Names unique across the slices' calls.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let c = reqwest::Client::new();
+    let mut n = 0u64;
+    while Instant::now() < until {
+        let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let r = c
+            .post(format!("http://{http}/api/v1/orgs/{org}/projects"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"name": format!("churn-{i}")}))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            return Err(format!("churn: project create: {}", r.status()).into());
+        }
+        n += 1;
+        tokio::time::sleep(CHURN_EVERY).await;
+    }
+    Ok(n)
 }
 
 /// The node's chat route with auth, routing, and usage and payload logging into the default
@@ -331,8 +362,8 @@ async fn scale_points(
     body: &Bytes,
     dur: Duration,
     upstream: SocketAddr,
-) -> Result<(scale::ScaleFigures, [Row; 3]), Error> {
-    let fig = scale::config_at_scale(stack, env_u64("BENCH_PROJECTS", 10_000)).await?;
+) -> Result<(scale::ScaleFigures, [Row; 4]), Error> {
+    let mut fig = scale::config_at_scale(stack, env_u64("BENCH_PROJECTS", 10_000)).await?;
     let mut small = Stack::start(&stack.bin_dir, upstream).await?;
     small.add_node().await?;
     let (new_proc, new_addr) = stack.nodes.last().ok_or("no node")?;
@@ -344,7 +375,10 @@ async fn scale_points(
         ),
         (logged_chat(*new_addr, &stack.key), new_proc.pid(), cp_pid),
         (target.clone(), stack.nodes[0].0.pid(), cp_pid),
+        // The node started at scale again, while the configuration changes (`churn`).
+        (logged_chat(*new_addr, &stack.key), new_proc.pid(), cp_pid),
     ];
+    const CHURN_SIDE: usize = 3;
     let mut quiet: Vec<u32> = stack.nodes.iter().map(|(p, _)| p.pid()).collect();
     quiet.extend([cp_pid, small.nodes[0].0.pid(), small.cp_pid()]);
     settle(&quiet, Duration::from_secs(20)).await;
@@ -353,19 +387,37 @@ async fn scale_points(
         drive(t, body, 16, Duration::from_secs(1)).await?;
     }
     settle(&quiet, Duration::from_secs(20)).await;
-    let mut pools = [Pool::default(), Pool::default(), Pool::default()];
+    let mut pools = [
+        Pool::default(),
+        Pool::default(),
+        Pool::default(),
+        Pool::default(),
+    ];
+    let mut changes = 0;
     for slice in 0..SLICES as usize {
         // The order rotates from slice to slice.
         for i in 0..sides.len() {
             let k = (slice + i) % sides.len();
             let (t, node_pid, cp) = &sides[k];
+            let churner = (k == CHURN_SIDE).then(|| {
+                let until = Instant::now() + dur / SLICES;
+                tokio::spawn(churn(
+                    stack.http,
+                    stack.key.clone(),
+                    stack.org.clone(),
+                    until,
+                ))
+            });
             let m = CpuMark::start(*node_pid, *cp);
             let o = drive(t, body, 16, dur / SLICES).await?;
             pools[k].add(o, m.spent())?;
+            if let Some(c) = churner {
+                changes += c.await??;
+            }
         }
     }
-    let [small_pool, big_pool, first_pool] = pools;
-    let [small_name, big_name, first_name] = scale_scenarios(fig.projects);
+    let [small_pool, big_pool, first_pool, churn_pool] = pools;
+    let [small_name, big_name, first_name, churn_name] = scale_scenarios(fig.projects);
     let row_of = |pool: Pool, name: &str| -> Result<Row, Error> {
         let (o, spent) = pool.take()?;
         Ok(row_cpu(name, "data plane", 16, &o, spent))
@@ -374,7 +426,9 @@ async fn scale_points(
         row_of(small_pool, &small_name)?,
         row_of(big_pool, &big_name)?,
         row_of(first_pool, &first_name)?,
+        row_of(churn_pool, &churn_name)?,
     ];
+    fig.churn_changes = changes;
     Ok((fig, rows))
 }
 
@@ -1550,7 +1604,30 @@ async fn main() -> Result<(), Error> {
         ),
         Some(scale_fig.propagation_p99_ms <= 1000.0),
     ));
-    let [small_name, big_name, first_name] = scale_scenarios(scale_fig.projects);
+    let [small_name, big_name, first_name, churn_name] = scale_scenarios(scale_fig.projects);
+    if let (Some(big), Some(churn)) = (
+        rows.iter().find(|r| r.scenario == big_name),
+        rows.iter().find(|r| r.scenario == churn_name),
+    ) {
+        checks.push((
+            format!(
+                "request latency while the configuration changes at {} projects (c=16, reported)",
+                scale_fig.projects
+            ),
+            format!(
+                "{} projects created in the churn slices ({:.1}/s): p50 {} vs {} µs quiet, p99 {} vs {} µs, p99.9 {} vs {} µs",
+                scale_fig.churn_changes,
+                scale_fig.churn_changes as f64 / secs as f64,
+                churn.p50,
+                big.p50,
+                churn.p99,
+                big.p99,
+                churn.p999,
+                big.p999,
+            ),
+            None,
+        ));
+    }
     if let (Some(small), Some(big), Some(first)) = (
         rows.iter().find(|r| r.scenario == small_name),
         rows.iter().find(|r| r.scenario == big_name),

@@ -458,6 +458,8 @@ pub struct ScaleFigures {
     pub propagation_p99_ms: f64,
     pub node_rss_mib: f64,
     pub cp_rss_mib: f64,
+    /// Projects created during the churn slices of the scale comparison (`scale_points`).
+    pub churn_changes: u64,
 }
 
 /// A metric's value from a Prometheus text page.
@@ -627,5 +629,6 @@ pub async fn config_at_scale(stack: &mut Stack, projects: u64) -> Result<ScaleFi
         propagation_p99_ms: crate::pct(&prop, 0.99) as f64 / 1000.0,
         node_rss_mib,
         cp_rss_mib,
+        churn_changes: 0,
     })
 }
