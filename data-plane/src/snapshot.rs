@@ -758,6 +758,9 @@ pub struct SnapshotStore {
     /// cache holds (0: none written or loaded).
     pub cache_writes: std::sync::atomic::AtomicU64,
     pub cache_version: std::sync::atomic::AtomicU64,
+    /// Versions replaced while calls in flight still held them (`store`), freed by
+    /// `release_retired` once none does, rather than by whichever call let go last.
+    retired: std::sync::Mutex<Vec<Arc<Snapshot>>>,
 }
 
 impl SnapshotStore {
@@ -769,8 +772,41 @@ impl SnapshotStore {
         self.current.load().as_ref().map(|s| s.version).unwrap_or(0)
     }
 
+    /// Serves `s` from now on. The version it replaces is freed here if no call holds it, and
+    /// otherwise kept until `release_retired` finds it free: a call ending on a runtime worker
+    /// would otherwise free it there, between requests. Freeing a version takes ≈1–2 ms at
+    /// 10,000 projects after a delta (its copied maps) and ≈20 ms when nothing is shared
+    /// (`examples/snapshot_apply.rs`). Blocking, like the apply that calls it.
     pub fn store(&self, s: Snapshot) {
-        self.current.store(Some(Arc::new(s)));
+        if let Some(old) = self.current.swap(Some(Arc::new(s))) {
+            self.retired_list().push(old);
+        }
+        self.release_retired();
+    }
+
+    fn retired_list(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Snapshot>>> {
+        // A panic while the list was locked left it whole (only push and retain touch it).
+        self.retired.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Frees the replaced versions that no call holds any more (outside the lock) and returns
+    /// how many are still held. Blocking: run off the runtime's workers.
+    pub fn release_retired(&self) -> usize {
+        let (free, held) = {
+            let mut retired = self.retired_list();
+            // Only this list holds a version whose count is 1: the store no longer hands it out.
+            let free: Vec<_> = retired
+                .extract_if(.., |s| Arc::strong_count(s) == 1)
+                .collect();
+            (free, retired.len())
+        };
+        drop(free);
+        held
+    }
+
+    /// Whether replaced versions wait to be freed (`release_retired`).
+    pub fn has_retired(&self) -> bool {
+        !self.retired_list().is_empty()
     }
 
     /// Prometheus lines for the last apply.
@@ -809,6 +845,32 @@ mod tests {
 
     fn key() -> SealKey {
         SealKey::from_node_token("node-token-for-tests", crate::seal::PURPOSE_SNAPSHOT)
+    }
+
+    /// A replaced version that a call still holds is kept by the store, and freed by
+    /// `release_retired` once the call lets go (not by the call's drop); one nobody holds is
+    /// freed as it is replaced.
+    #[test]
+    fn the_store_frees_replaced_versions_itself() {
+        let k = key();
+        let build = |v: u64| Snapshot::build(snap(v, vec![]).encode_to_vec().into(), &k, None);
+        let store = SnapshotStore::default();
+        store.store(build(1).unwrap());
+        let held = store.load().unwrap();
+        let v1 = Arc::downgrade(&held);
+        store.store(build(2).unwrap());
+        assert!(store.has_retired());
+        assert_eq!(store.release_retired(), 1, "still held by the call");
+        drop(held);
+        assert!(v1.upgrade().is_some(), "the call's end does not free it");
+        assert_eq!(store.release_retired(), 0);
+        assert!(v1.upgrade().is_none());
+        assert!(!store.has_retired());
+        let v2 = Arc::downgrade(&store.load().unwrap());
+        store.store(build(3).unwrap());
+        assert!(v2.upgrade().is_none());
+        assert!(!store.has_retired());
+        assert_eq!(store.version(), 3);
     }
 
     fn cred(id: &str, org: &str, project: &str, secret: &str, key: &SealKey) -> pb::Credential {

@@ -25,6 +25,9 @@ pub const MAX_SNAPSHOT_BYTES: usize = 256 * 1024 * 1024;
 /// The disk cache is written at most this often under a stream of versions (see
 /// [`Syncer::write_cache_when_due`]).
 const CACHE_WRITE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often versions that calls still held when they were replaced are looked at again, to be
+/// freed off the runtime's workers (see [`release_retired_every`]).
+const RETIRED_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Something that wants to know when a snapshot was applied (health state, metrics).
 pub type OnApply = Arc<dyn Fn(&Snapshot) + Send + Sync>;
@@ -303,13 +306,19 @@ impl Syncer {
     /// disk cache is written meanwhile, and once more, if a version is still due, before this
     /// returns.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let stop_writer = CancellationToken::new();
-        let writer = tokio::spawn(self.clone().write_cache_when_due(stop_writer.clone()));
+        let stop_tasks = CancellationToken::new();
+        let writer = tokio::spawn(self.clone().write_cache_when_due(stop_tasks.clone()));
+        let releaser = tokio::spawn(release_retired_every(
+            self.store.clone(),
+            RETIRED_CHECK_INTERVAL,
+            stop_tasks.clone(),
+        ));
         self.watch(&shutdown).await;
-        stop_writer.cancel();
+        stop_tasks.cancel();
         if let Err(e) = writer.await {
             tracing::warn!(error = %e, "the snapshot cache's writer failed");
         }
+        let _ = releaser.await;
     }
 
     async fn watch(self: &Arc<Self>, shutdown: &CancellationToken) {
@@ -415,6 +424,28 @@ fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(tmp, path)
+}
+
+/// Every `every` until `stop`: frees, on a blocking thread, the replaced versions that calls
+/// held when they were replaced and hold no more ([`SnapshotStore::release_retired`]), so no
+/// call's end frees one on a runtime worker. An apply frees what is free at that moment too.
+async fn release_retired_every(
+    store: Arc<SnapshotStore>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return,
+        }
+        if store.has_retired() {
+            let store = store.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || store.release_retired()).await {
+                tracing::warn!(error = %e, "freeing replaced snapshots failed");
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -584,6 +615,43 @@ mod tests {
         stop.cancel();
         writer.await.unwrap();
         assert_eq!(s.store.cache_writes.load(Ordering::Relaxed), 2);
+    }
+
+    /// A version a call still held when it was replaced is freed by the periodic release once
+    /// the call lets go, not by the call; one nobody held is freed by the apply itself.
+    #[tokio::test]
+    async fn replaced_versions_are_freed_by_the_periodic_release_not_by_the_last_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = syncer(dir.path());
+        assert_eq!(s.apply_blocking(whole(10, &["o1"])).await, Ok(10));
+        let held = s.store.load().unwrap();
+        let gone_10 = Arc::downgrade(&held);
+        assert_eq!(s.apply_blocking(delta(10, 11, "o2")).await, Ok(11));
+        let gone_11 = Arc::downgrade(&s.store.load().unwrap());
+        assert_eq!(s.apply_blocking(delta(11, 12, "o3")).await, Ok(12));
+        assert!(
+            gone_11.upgrade().is_none(),
+            "version 11, held by no call, was freed"
+        );
+        // The call ends: version 10 is not freed by it.
+        drop(held);
+        assert!(gone_10.upgrade().is_some());
+        let stop = CancellationToken::new();
+        let releaser = tokio::spawn(release_retired_every(
+            s.store.clone(),
+            Duration::from_millis(10),
+            stop.clone(),
+        ));
+        // The wait is a bound on a hang, not a timing assertion.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while gone_10.upgrade().is_some() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(gone_10.upgrade().is_none());
+        assert!(!s.store.has_retired());
+        assert_eq!(s.store.load().unwrap().version, 12);
+        stop.cancel();
+        releaser.await.unwrap();
     }
 
     /// A control plane that plays one script of envelopes per watch stream (the stream then
