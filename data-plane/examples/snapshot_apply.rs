@@ -49,24 +49,32 @@ fn main() -> Result<(), data_plane::snapshot::SnapshotError> {
         s.api_keys.extend(keys);
         s.credentials.extend(credentials);
     }
+    // In id order, as the control plane sends every part.
+    s.projects.sort_by(|a, b| a.id.cmp(&b.id));
+    s.api_keys.sort_by(|a, b| a.id.cmp(&b.id));
+    s.credentials.sort_by(|a, b| a.id.cmp(&b.id));
     let first = bytes::Bytes::from(s.encode_to_vec());
     s.version = 2;
-    s.projects.push(pb::Project {
+    let added = pb::Project {
         id: id(),
         org_id: org.clone(),
         name: "scale-change".into(),
-    });
+    };
+    s.projects.push(added.clone());
+    s.projects.sort_by(|a, b| a.id.cmp(&b.id));
     let second = bytes::Bytes::from(s.encode_to_vec());
     let project_delta = pb::SnapshotDelta {
         version: 2,
         base_version: 1,
         created_at_ms: 1,
-        projects: vec![s.projects[projects].clone()],
+        projects: vec![added],
         ..Default::default()
     }
     .encode_to_vec();
     // A project with its keys and credentials, as the bench's creations make them.
-    let (p, api_keys, credentials) = project_rows(&org, projects, "scale-change-2", &key);
+    let (p, mut api_keys, mut credentials) = project_rows(&org, projects, "scale-change-2", &key);
+    api_keys.sort_by(|a, b| a.id.cmp(&b.id));
+    credentials.sort_by(|a, b| a.id.cmp(&b.id));
     let full_delta = pb::SnapshotDelta {
         version: 3,
         base_version: 2,

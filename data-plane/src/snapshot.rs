@@ -156,6 +156,10 @@ pub struct Snapshot {
     /// them (by field number): what the next snapshot compares its own sections with.
     raw: bytes::Bytes,
     sections: Sections,
+    /// Per table (orgs, projects, API keys, credentials), once a delta has looked: whether its
+    /// rows lie back to back in `raw` in strictly increasing id order, so that a delta can copy
+    /// the runs between its changes whole (`delta.rs`).
+    tables_in_order: [std::sync::OnceLock<bool>; 4],
 }
 
 /// One owner's credentials, in id order. Shared, like the maps' keys and the API keys, so that
@@ -617,6 +621,7 @@ impl Snapshot {
             credential_count,
             raw: bytes,
             sections,
+            tables_in_order: Default::default(),
         })
     }
 
