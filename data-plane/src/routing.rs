@@ -135,7 +135,12 @@ pub fn resolve_context<'s>(
         ));
     }
     let foreign = || ProxyError::forbidden("The project is not accessible with this API key.");
-    let by_id = |id: &str| snap.projects.get(id).filter(|p| p.org_id == org.id);
+    let by_id = |id: &str| {
+        snap.projects
+            .get(id)
+            .map(|p| &**p)
+            .filter(|p| p.org_id == org.id)
+    };
     let mut chosen: Option<&'s Project> = None;
     let mut choose = |p: &'s Project, source: &str| -> Result<(), ProxyError> {
         match chosen {
@@ -160,10 +165,7 @@ pub fn resolve_context<'s>(
         let (kind, v) = parse_parent(parent)?;
         let p = match kind {
             "id" => by_id(v),
-            _ => snap
-                .project_by_name
-                .get(&(org.id.clone(), v.to_string()))
-                .and_then(|id| snap.projects.get(id)),
+            _ => snap.project_named(&org.id, v),
         }
         .ok_or_else(foreign)?;
         choose(p, "x-bt-parent")?;

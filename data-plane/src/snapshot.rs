@@ -140,9 +140,10 @@ pub struct Snapshot {
     pub created_at_ms: i64,
     pub orgs: Arc<Map<String, Org>>,
     pub org_by_name: Arc<Map<String, String>>,
-    pub projects: Arc<Map<String, Project>>,
-    /// (org id, project name) → project id
-    pub project_by_name: Arc<Map<(String, String), String>>,
+    pub projects: Arc<Projects>,
+    /// Org id → (project name → project id); looked up without allocating
+    /// (`Snapshot::project_named`).
+    pub project_by_name: Arc<Map<Arc<str>, Arc<ProjectNames>>>,
     /// SHA-256 of the key → key
     pub keys: Arc<Map<[u8; 32], Arc<ApiKey>>>,
     /// Key id → key hash (temporary credentials name their parent key by id).
@@ -160,6 +161,36 @@ pub struct Snapshot {
     /// rows lie back to back in `raw` in strictly increasing id order, so that a delta can copy
     /// the runs between its changes whole (`delta.rs`).
     tables_in_order: [std::sync::OnceLock<bool>; 4],
+}
+
+/// Projects by id. The ids and the projects are shared (`Arc`), so a delta that changes one
+/// project copies the map without copying the 10,000 others' strings.
+pub type Projects = Map<Arc<str>, Arc<Project>>;
+
+/// One org's projects: name → id.
+pub type ProjectNames = Map<Arc<str>, Arc<str>>;
+
+/// Indexes `p` (by id, checked once, and by name in its org); an id already there is an error.
+fn add_project(
+    projects: &mut Projects,
+    by_name: &mut Map<Arc<str>, Arc<ProjectNames>>,
+    p: pb::Project,
+) -> Result<(), SnapshotError> {
+    let id: Arc<str> = Arc::from(p.id.as_str());
+    let names = match by_name.get_mut(p.org_id.as_str()) {
+        Some(names) => names,
+        None => by_name.entry(Arc::from(p.org_id.as_str())).or_default(),
+    };
+    Arc::make_mut(names).insert(Arc::from(p.name.as_str()), id.clone());
+    let project = Project {
+        id: p.id,
+        org_id: p.org_id,
+        name: p.name,
+    };
+    if let Some(was) = projects.insert(id, Arc::new(project)) {
+        return Err(SnapshotError::Duplicate("project", was.id.clone()));
+    }
+    Ok(())
 }
 
 /// One owner's credentials, in id order. Shared, like the maps' keys and the API keys, so that
@@ -280,7 +311,7 @@ type Set<T> = std::collections::HashSet<T, foldhash::quality::RandomState>;
 /// the referrer, for the error only.
 fn unresolved(
     orgs: &Map<String, Org>,
-    projects: &Map<String, Project>,
+    projects: &Projects,
     what: &dyn Fn() -> String,
     org_id: &str,
     project_id: Option<&str>,
@@ -314,7 +345,7 @@ fn project_row(row: &[u8], orgs: &Map<String, Org>) -> Result<pb::Project, Snaps
 fn api_key(
     row: &[u8],
     orgs: &Map<String, Org>,
-    projects: &Map<String, Project>,
+    projects: &Projects,
     owner: &mut impl FnMut(String) -> Arc<str>,
 ) -> Result<([u8; 32], ApiKey), SnapshotError> {
     let k = pb::ApiKey::decode(row).map_err(|e| SnapshotError::Decode(e.to_string()))?;
@@ -348,7 +379,7 @@ fn credential_row(
     row: &[u8],
     key: &SealKey,
     orgs: &Map<String, Org>,
-    projects: &Map<String, Project>,
+    projects: &Projects,
     known: &Map<&str, &Arc<Credential>>,
     seen: &mut Set<String>,
 ) -> Result<Arc<Credential>, SnapshotError> {
@@ -468,23 +499,9 @@ impl Snapshot {
             None => {
                 let n = sections.0[F_PROJECTS].len();
                 let mut projects = Map::with_capacity_and_hasher(n, Default::default());
-                let mut project_by_name = Map::with_capacity_and_hasher(n, Default::default());
+                let mut project_by_name = Map::default();
                 for e in entries(F_PROJECTS) {
-                    let p = project_row(e, &orgs)?;
-                    project_by_name.insert((p.org_id.clone(), p.name.clone()), p.id.clone());
-                    if projects
-                        .insert(
-                            p.id.clone(),
-                            Project {
-                                id: p.id.clone(),
-                                org_id: p.org_id,
-                                name: p.name,
-                            },
-                        )
-                        .is_some()
-                    {
-                        return Err(SnapshotError::Duplicate("project", p.id));
-                    }
+                    add_project(&mut projects, &mut project_by_name, project_row(e, &orgs)?)?;
                 }
                 (Arc::new(projects), Arc::new(project_by_name))
             }
@@ -623,6 +640,12 @@ impl Snapshot {
             sections,
             tables_in_order: Default::default(),
         })
+    }
+
+    /// The project named `name` in org `org_id`.
+    pub fn project_named(&self, org_id: &str, name: &str) -> Option<&Project> {
+        let id = self.project_by_name.get(org_id)?.get(name)?;
+        self.projects.get(id).map(|p| &**p)
     }
 
     pub fn key_by_id(&self, id: &str) -> Option<&ApiKey> {

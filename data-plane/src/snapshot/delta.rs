@@ -139,27 +139,23 @@ impl Snapshot {
         let (projects, project_by_name) = if gone[1].is_empty() {
             (self.projects.clone(), self.project_by_name.clone())
         } else {
+            // Shared ids and projects: the copies are of pointers. An org's names are copied
+            // only when one of its projects changes.
             let (mut projects, mut by_name) =
                 ((*self.projects).clone(), (*self.project_by_name).clone());
             for id in &gone[1] {
-                if let Some(p) = projects.remove(*id) {
-                    let name = (p.org_id, p.name);
-                    if by_name.get(&name) == Some(&p.id) {
-                        by_name.remove(&name);
+                if let Some(p) = projects.remove(*id)
+                    && let Some(names) = by_name.get_mut(p.org_id.as_str())
+                    && names.get(p.name.as_str()).is_some_and(|n| **n == *p.id)
+                {
+                    Arc::make_mut(names).remove(p.name.as_str());
+                    if names.is_empty() {
+                        by_name.remove(p.org_id.as_str());
                     }
                 }
             }
             for (_, row) in &fresh[1] {
-                let p = project_row(row, &orgs)?;
-                by_name.insert((p.org_id.clone(), p.name.clone()), p.id.clone());
-                let project = Project {
-                    id: p.id.clone(),
-                    org_id: p.org_id,
-                    name: p.name,
-                };
-                if projects.insert(p.id.clone(), project).is_some() {
-                    return Err(SnapshotError::Duplicate("project", p.id));
-                }
+                add_project(&mut projects, &mut by_name, project_row(row, &orgs)?)?;
             }
             (Arc::new(projects), Arc::new(by_name))
         };
@@ -634,7 +630,11 @@ mod tests {
         part(
             s.project_by_name
                 .iter()
-                .map(|(n, id)| format!("project name {n:?} {id}"))
+                .flat_map(|(org, names)| {
+                    names
+                        .iter()
+                        .map(move |(n, id)| format!("project name {:?} {id}", (org, n)))
+                })
                 .collect(),
         );
         part(
@@ -842,6 +842,12 @@ mod tests {
             sections_match_raw(&by_runs);
             sections_match_raw(&by_rows);
             assert_eq!(content(&by_runs), content(&whole(&b)), "round {round}");
+            for p in &b.projects {
+                let found = by_runs.project_named(&p.org_id, &p.name).map(|x| &x.id);
+                assert_eq!(found, Some(&p.id));
+            }
+            assert!(by_runs.project_named("o1", "no-such-project").is_none());
+            assert!(by_runs.project_named("o9", &b.projects[0].name).is_none());
             // The runs were taken (the tables were in order and stay so).
             assert!(
                 by_runs
