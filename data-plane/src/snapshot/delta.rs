@@ -765,6 +765,35 @@ mod tests {
         assert_eq!(s.sections.0, split(&s.raw).unwrap().sections.0);
     }
 
+    /// Up to `max - 1` random changes to `rows`: an id among `0..ids` (`prefix` and three
+    /// digits) is removed or changed (`change`) if there, added (`add`) if not. The rows are
+    /// then in id order, as the control plane sends every part.
+    #[allow(clippy::too_many_arguments)]
+    fn change_some<T>(
+        rng: &mut rand::rngs::StdRng,
+        rows: &mut Vec<T>,
+        max: u32,
+        ids: usize,
+        prefix: char,
+        id: impl Fn(&T) -> &String,
+        change: impl Fn(&mut T, usize),
+        add: impl Fn(&str, usize) -> T,
+    ) {
+        use rand::Rng;
+        for _ in 0..rng.random_range(0..max) {
+            let i = rng.random_range(0..ids);
+            let name = format!("{prefix}{i:03}");
+            match rows.iter().position(|r| *id(r) == name) {
+                Some(at) if rng.random_bool(0.5) => {
+                    rows.remove(at);
+                }
+                Some(at) => change(&mut rows[at], i),
+                None => rows.push(add(&name, i)),
+            }
+        }
+        rows.sort_by(|x, y| id(x).cmp(id(y)));
+    }
+
     /// Random changes to tables of a few dozen rows, one delta after another: applied from a
     /// snapshot whose tables are in order (runs copied whole) and from the same snapshot
     /// marked as not known to be (row by row), the result is the same — bytes, sections and
@@ -772,7 +801,7 @@ mod tests {
     /// replacements fall at the tables' first and last rows too.
     #[test]
     fn runs_copied_whole_give_the_bytes_row_by_row_gives() {
-        use rand::{Rng, SeedableRng};
+        use rand::SeedableRng;
         let mut rng = rand::rngs::StdRng::seed_from_u64(8);
         let mut a = base();
         a.orgs = vec![org("o1")];
@@ -792,44 +821,39 @@ mod tests {
         for round in 0..40 {
             let mut b = a.clone();
             b.version += 1;
-            for _ in 0..rng.random_range(0..4) {
-                let i = rng.random_range(0..40);
-                let id = format!("p{i:03}");
-                match b.projects.iter().position(|p| p.id == id) {
-                    Some(at) if rng.random_bool(0.5) => {
-                        b.projects.remove(at);
-                    }
+            change_some(
+                &mut rng,
+                &mut b.projects,
+                4,
+                40,
+                'p',
+                |p| &p.id,
+                |p, i| {
                     // Names stay unique in their org, as the control plane keeps them.
-                    Some(at) => b.projects[at].name = format!("renamed-{round}-{i}"),
-                    None => b.projects.push(project(&id, "o1")),
-                }
-            }
-            for _ in 0..rng.random_range(0..6) {
-                let i = rng.random_range(0..200);
-                let id = format!("k{i:03}");
-                match b.api_keys.iter().position(|k| k.id == id) {
-                    Some(at) if rng.random_bool(0.5) => {
-                        b.api_keys.remove(at);
-                    }
-                    Some(at) => b.api_keys[at].name = format!("renamed-{round}"),
-                    None => b.api_keys.push(api_key(&id, "o1", "", i as u8)),
-                }
-            }
-            for _ in 0..rng.random_range(0..3) {
-                let i = rng.random_range(0..60);
-                let id = format!("c{i:03}");
-                match b.credentials.iter().position(|c| c.id == id) {
-                    Some(at) if rng.random_bool(0.5) => {
-                        b.credentials.remove(at);
-                    }
-                    Some(at) => b.credentials[at] = cred(&id, "o1", "", &format!("sk-{round}")),
-                    None => b.credentials.push(cred(&id, "o1", "", "sk-new")),
-                }
-            }
-            // In id order, as the control plane sends every part.
-            b.projects.sort_by(|x, y| x.id.cmp(&y.id));
-            b.api_keys.sort_by(|x, y| x.id.cmp(&y.id));
-            b.credentials.sort_by(|x, y| x.id.cmp(&y.id));
+                    p.name = format!("renamed-{round}-{i}")
+                },
+                |id, _| project(id, "o1"),
+            );
+            change_some(
+                &mut rng,
+                &mut b.api_keys,
+                6,
+                200,
+                'k',
+                |k| &k.id,
+                |k, _| k.name = format!("renamed-{round}"),
+                |id, i| api_key(id, "o1", "", i as u8),
+            );
+            change_some(
+                &mut rng,
+                &mut b.credentials,
+                3,
+                60,
+                'c',
+                |c| &c.id,
+                |c, _| *c = cred(&c.id.clone(), "o1", "", &format!("sk-{round}")),
+                |id, _| cred(id, "o1", "", "sk-new"),
+            );
             let d = delta(&a, &b);
             let by_runs = apply(&held, &d).unwrap();
             let row_by_row_base = whole(&a);
