@@ -311,24 +311,18 @@ fn scale_scenarios(projects: u64) -> [String; 4] {
 /// How often the configuration changes during the scale comparison's churn slices.
 const CHURN_EVERY: Duration = Duration::from_millis(100);
 
-/// Creates a project in `org` every `CHURN_EVERY` until `until` (each change reaches every node
-/// as a delta at the configuration's full size); returns how many it created.
-async fn churn(http: SocketAddr, key: String, org: String, until: Instant) -> Result<u64, Error> {
+/// Creates a project every `CHURN_EVERY` until `until` (each change reaches every node as a
+/// delta at the configuration's full size); returns how many it created.
+async fn churn(stack: &Stack, until: Instant) -> Result<u64, Error> {
     // Names unique across the slices' calls.
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let c = reqwest::Client::new();
+    let path = format!("/api/v1/orgs/{}/projects", stack.org);
     let mut n = 0u64;
     while Instant::now() < until {
         let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let r = c
-            .post(format!("http://{http}/api/v1/orgs/{org}/projects"))
-            .bearer_auth(&key)
-            .json(&serde_json::json!({"name": format!("churn-{i}")}))
-            .send()
+        stack
+            .api("POST", &path, Some(json!({"name": format!("churn-{i}")})))
             .await?;
-        if !r.status().is_success() {
-            return Err(format!("churn: project create: {}", r.status()).into());
-        }
         n += 1;
         tokio::time::sleep(CHURN_EVERY).await;
     }
@@ -399,21 +393,17 @@ async fn scale_points(
         for i in 0..sides.len() {
             let k = (slice + i) % sides.len();
             let (t, node_pid, cp) = &sides[k];
-            let churner = (k == CHURN_SIDE).then(|| {
-                let until = Instant::now() + dur / SLICES;
-                tokio::spawn(churn(
-                    stack.http,
-                    stack.key.clone(),
-                    stack.org.clone(),
-                    until,
-                ))
-            });
+            let len = dur / SLICES;
             let m = CpuMark::start(*node_pid, *cp);
-            let o = drive(t, body, 16, dur / SLICES).await?;
+            let o = if k == CHURN_SIDE {
+                let (o, created) =
+                    tokio::join!(drive(t, body, 16, len), churn(stack, Instant::now() + len));
+                changes += created?;
+                o?
+            } else {
+                drive(t, body, 16, len).await?
+            };
             pools[k].add(o, m.spent())?;
-            if let Some(c) = churner {
-                changes += c.await??;
-            }
         }
     }
     let [small_pool, big_pool, first_pool, churn_pool] = pools;

@@ -549,6 +549,14 @@ mod tests {
         assert!(!restarted.save_cache());
     }
 
+    /// Waits until `done`, up to 20 s: a bound on a hang, not a timing assertion.
+    async fn wait_for(mut done: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !done() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// What a node started on `dir` would serve from its disk cache.
     fn on_disk(dir: &Path) -> Option<u64> {
         syncer(dir).load_cache()
@@ -576,11 +584,7 @@ mod tests {
         let (s, stop, writer) = cache_writer(dir.path(), Duration::from_secs(3600));
         let writes = || s.store.cache_writes.load(Ordering::Relaxed);
         assert_eq!(s.apply_blocking(whole(10, &["o1"])).await, Ok(10));
-        // The wait is a bound on a hang, not a timing assertion.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while writes() < 1 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_for(|| writes() >= 1).await;
         assert_eq!(writes(), 1);
         assert_eq!(on_disk(dir.path()), Some(10));
         // Two more versions within the interval: served and acknowledged at once, not written.
@@ -602,12 +606,9 @@ mod tests {
     async fn the_disk_cache_catches_up_after_the_interval() {
         let dir = tempfile::tempdir().unwrap();
         let (s, stop, writer) = cache_writer(dir.path(), Duration::from_millis(50));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         for (env, v) in [(whole(10, &["o1"]), 10), (delta(10, 11, "o2"), 11)] {
             assert_eq!(s.apply_blocking(env).await, Ok(v));
-            while on_disk(dir.path()) != Some(v) && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            wait_for(|| on_disk(dir.path()) == Some(v)).await;
             assert_eq!(on_disk(dir.path()), Some(v));
         }
         assert_eq!(s.store.cache_writes.load(Ordering::Relaxed), 2);
@@ -642,11 +643,7 @@ mod tests {
             Duration::from_millis(10),
             stop.clone(),
         ));
-        // The wait is a bound on a hang, not a timing assertion.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while gone_10.upgrade().is_some() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_for(|| gone_10.upgrade().is_none()).await;
         assert!(gone_10.upgrade().is_none());
         assert!(!s.store.has_retired());
         assert_eq!(s.store.load().unwrap().version, 12);
