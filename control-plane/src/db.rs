@@ -374,14 +374,18 @@ impl Db {
 
     /// This process's write turn, waiting at most `SQLITE_WRITE_WAIT` for it.
     async fn owned_write_turn(&self) -> DbResult<tokio::sync::OwnedMutexGuard<WriteSlot>> {
-        tokio::time::timeout(SQLITE_WRITE_WAIT, self.write_turns.clone().lock_owned())
+        let t = std::time::Instant::now();
+        let turn = tokio::time::timeout(SQLITE_WRITE_WAIT, self.write_turns.clone().lock_owned())
             .await
             .map_err(|_| {
                 DbError::Unavailable(format!(
                     "database is busy: no write turn within {} s",
                     SQLITE_WRITE_WAIT.as_secs()
                 ))
-            })
+            });
+        // Counted for a task that asked (`counting_turn_waits`); nothing otherwise.
+        let _ = TURN_WAITED.try_with(|w| w.set(w.get() + t.elapsed()));
+        turn
     }
 
     /// SQLite: the write turn and log ingest's own connection (opened on first use, with the
@@ -506,6 +510,22 @@ pub(crate) fn of(row: &AnyRow, col: &str) -> DbResult<Option<f64>> {
             .map(|v| v.map(|n| n as f64))
             .map_err(DbError::from),
     }
+}
+
+tokio::task_local! {
+    /// How long the task has waited for a write turn, in `counting_turn_waits`.
+    static TURN_WAITED: std::cell::Cell<Duration>;
+}
+
+/// Runs `work` and returns, with its output, how long it waited for this process's write turn
+/// (`Db::begin`, log ingest; SQLite only: zero on PostgreSQL).
+pub async fn counting_turn_waits<T>(work: impl std::future::Future<Output = T>) -> (T, Duration) {
+    TURN_WAITED
+        .scope(std::cell::Cell::new(Duration::ZERO), async {
+            let out = work.await;
+            (out, TURN_WAITED.with(std::cell::Cell::get))
+        })
+        .await
 }
 
 /// Bumps the configuration version inside a transaction; every change that alters what nodes
@@ -692,6 +712,57 @@ mod tests {
         tx.commit().await.unwrap();
         other.await.unwrap().unwrap();
         assert_eq!(sum_x(&a).await, 111);
+    }
+
+    /// `counting_turn_waits` counts the task's own waits for the write turn, for `begin` and
+    /// ingest alike, and nothing it did not wait for: not a turn it got at once, nor another
+    /// task's wait.
+    #[tokio::test]
+    async fn turn_waits_are_counted_for_the_task_that_waited() {
+        let (_dir, db, _) = two_sqlite_pools().await;
+        exec(&db, "CREATE TABLE t (x BIGINT)").await;
+        let write = |db: Db, x: i64| async move {
+            let mut tx = db.begin().await?;
+            sqlx::query("INSERT INTO t (x) VALUES (?)")
+                .bind(x)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, DbError>(())
+        };
+        let (r, free) = counting_turn_waits(write(db.clone(), 1)).await;
+        r.unwrap();
+        assert!(
+            free < Duration::from_millis(100),
+            "no one held the turn: {free:?}"
+        );
+        let held = db.begin().await.unwrap();
+        let waiter = tokio::spawn(counting_turn_waits(write(db.clone(), 10)));
+        // Another task waiting meanwhile, outside any count.
+        let uncounted = tokio::spawn(write(db.clone(), 100));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let ingest_waiter = tokio::spawn({
+            let db = db.clone();
+            counting_turn_waits(async move { db.sqlite_ingest().await.map(|i| i.finish()) })
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        held.commit().await.unwrap();
+        let (r, waited) = waiter.await.unwrap();
+        r.unwrap();
+        uncounted.await.unwrap().unwrap();
+        let (r, ingest_waited) = ingest_waiter.await.unwrap();
+        r.unwrap();
+        assert!(waited >= Duration::from_millis(450), "{waited:?}");
+        assert!(waited < Duration::from_secs(3), "{waited:?}");
+        assert!(
+            ingest_waited >= Duration::from_millis(150),
+            "{ingest_waited:?}"
+        );
+        assert!(
+            ingest_waited < waited,
+            "{ingest_waited:?} against {waited:?}"
+        );
+        assert_eq!(sum_x(&db).await, 111);
     }
 
     /// Log ingest's own SQLite connection: an ingest left without `finish` (an error part-way)

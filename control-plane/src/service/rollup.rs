@@ -29,11 +29,23 @@ pub fn spawn(st: AppState, shutdown: CancellationToken) -> tokio::task::JoinHand
         let mut job = Rollup::default();
         loop {
             let t = Instant::now();
-            if let Err(e) = job.pass(&st).await {
+            let (r, waited) = db::counting_turn_waits(job.pass(&st)).await;
+            if let Err(e) = r {
                 tracing::warn!(error = %e, "usage rollup failed");
             }
-            // Busy at most half the time, and every 5 s at most.
-            let pause = Duration::from_secs(5).max(t.elapsed());
+            // Busy at most half the time, and every 5 s at most. Busy is the pass's reading and
+            // writing, not its waits for this process's write turn (SQLite): behind a stream of
+            // ingest batches those were most of a long pass, and pausing as long again only put
+            // off the rest of a backlog.
+            let pause = Duration::from_secs(5).max(t.elapsed().saturating_sub(waited));
+            if !waited.is_zero() {
+                tracing::debug!(
+                    elapsed_ms = t.elapsed().as_millis() as u64,
+                    waited_for_turns_ms = waited.as_millis() as u64,
+                    pause_ms = pause.as_millis() as u64,
+                    "usage rollup pass ended"
+                );
+            }
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.cancelled() => return,
