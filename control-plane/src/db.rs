@@ -601,6 +601,17 @@ mod tests {
     }
 
     /// `SUM(x)` of the test table `t` (0 when empty).
+    /// One write transaction (`Db::begin`) inserting `x` into `t`.
+    async fn write_x(db: Db, x: i64) -> DbResult<()> {
+        let mut tx = db.begin().await?;
+        sqlx::query("INSERT INTO t (x) VALUES ($1)")
+            .bind(x)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn sum_x(db: &Db) -> i64 {
         int(db, "SELECT COALESCE(SUM(x), 0) AS n FROM t").await
     }
@@ -721,25 +732,16 @@ mod tests {
     async fn turn_waits_are_counted_for_the_task_that_waited() {
         let (_dir, db, _) = two_sqlite_pools().await;
         exec(&db, "CREATE TABLE t (x BIGINT)").await;
-        let write = |db: Db, x: i64| async move {
-            let mut tx = db.begin().await?;
-            sqlx::query("INSERT INTO t (x) VALUES (?)")
-                .bind(x)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok::<_, DbError>(())
-        };
-        let (r, free) = counting_turn_waits(write(db.clone(), 1)).await;
+        let (r, free) = counting_turn_waits(write_x(db.clone(), 1)).await;
         r.unwrap();
         assert!(
             free < Duration::from_millis(100),
             "no one held the turn: {free:?}"
         );
         let held = db.begin().await.unwrap();
-        let waiter = tokio::spawn(counting_turn_waits(write(db.clone(), 10)));
+        let waiter = tokio::spawn(counting_turn_waits(write_x(db.clone(), 10)));
         // Another task waiting meanwhile, outside any count.
-        let uncounted = tokio::spawn(write(db.clone(), 100));
+        let uncounted = tokio::spawn(write_x(db.clone(), 100));
         tokio::time::sleep(Duration::from_millis(300)).await;
         let ingest_waiter = tokio::spawn({
             let db = db.clone();
@@ -895,16 +897,7 @@ mod tests {
         let first = a.begin().await.unwrap();
         let mut waiting = Vec::new();
         for x in 1..=4i64 {
-            let db = a.clone();
-            waiting.push(tokio::spawn(async move {
-                let mut tx = db.begin().await?;
-                sqlx::query("INSERT INTO t (x) VALUES ($1)")
-                    .bind(x)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok::<_, DbError>(())
-            }));
+            waiting.push(tokio::spawn(write_x(a.clone(), x)));
             // Each writer queued before the next one starts.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
