@@ -40,6 +40,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../../migrations/sqlite/0004_config_changes.sql"),
         postgres: include_str!("../../../migrations/postgres/0004_config_changes.sql"),
     },
+    Migration {
+        version: 5,
+        name: "api_keys_project_index",
+        sqlite: include_str!("../../../migrations/sqlite/0005_api_keys_project_index.sql"),
+        postgres: include_str!("../../../migrations/postgres/0005_api_keys_project_index.sql"),
+    },
 ];
 
 const LOCK_ID: i64 = 0x0061_6970_726f_7879; // "aiproxy"
@@ -171,6 +177,28 @@ mod tests {
         }
         assert!(
             statements("-- c\nCREATE TABLE a (x BIGINT);\nINSERT INTO a VALUES (1);\n").len() == 2
+        );
+    }
+
+    /// A project's API keys are found through an index (the cascade when the project is
+    /// deleted, a project's key list), not by reading every key of the instance.
+    #[tokio::test]
+    async fn a_projects_api_keys_are_read_through_an_index() {
+        let (_dir, db, _) = super::super::two_sqlite_pools().await;
+        run(&db).await.unwrap();
+        let plan: Vec<String> =
+            sqlx::query("EXPLAIN QUERY PLAN SELECT id FROM api_keys WHERE project_id = $1")
+                .bind("p")
+                .fetch_all(db.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| sqlx::Row::get::<String, _>(r, "detail"))
+                .collect();
+        assert!(
+            plan.iter()
+                .any(|d| d.contains("USING INDEX api_keys_project")),
+            "{plan:?}"
         );
     }
 
