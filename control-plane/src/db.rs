@@ -600,7 +600,6 @@ mod tests {
         i(&r, "n").unwrap()
     }
 
-    /// `SUM(x)` of the test table `t` (0 when empty).
     /// One write transaction (`Db::begin`) inserting `x` into `t`.
     async fn write_x(db: Db, x: i64) -> DbResult<()> {
         let mut tx = db.begin().await?;
@@ -612,6 +611,7 @@ mod tests {
         Ok(())
     }
 
+    /// `SUM(x)` of the test table `t` (0 when empty).
     async fn sum_x(db: &Db) -> i64 {
         int(db, "SELECT COALESCE(SUM(x), 0) AS n FROM t").await
     }
