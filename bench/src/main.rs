@@ -296,8 +296,9 @@ fn env_u64(k: &str, d: u64) -> u64 {
 }
 
 /// The scenario names of the configuration-at-scale comparison: the small configuration (the
-/// reference), the node started at `projects` projects, and the first node (running since the
-/// bench started), in the order [`scale_points`] returns their rows.
+/// reference), the node started at `projects` projects, the first node (running since the
+/// bench started), and the node started at that size while the configuration changes
+/// (`churn`), in the order [`scale_points`] returns their rows.
 fn scale_scenarios(projects: u64) -> [String; 4] {
     let big = format!("chat at {projects} projects");
     let first = format!("{big}, first node");
@@ -381,12 +382,7 @@ async fn scale_points(
         drive(t, body, 16, Duration::from_secs(1)).await?;
     }
     settle(&quiet, Duration::from_secs(20)).await;
-    let mut pools = [
-        Pool::default(),
-        Pool::default(),
-        Pool::default(),
-        Pool::default(),
-    ];
+    let mut pools: [Pool; 4] = Default::default();
     let mut changes = 0;
     for slice in 0..SLICES as usize {
         // The order rotates from slice to slice.

@@ -13,7 +13,7 @@ use bytes::Buf;
 use prost::Message;
 use std::marker::PhantomData;
 use tonic::Status;
-use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
+use tonic::codec::{Codec, DecodeBuf, Decoder};
 use tonic_prost::ProstEncoder;
 
 /// prost messages over gRPC, decoded from `Bytes` (module docs).
@@ -61,10 +61,6 @@ impl<U: Message + Default> Decoder for BytesDecoder<U> {
             .map(Some)
             // As tonic_prost maps a parse error: INTERNAL, per gRPC's status code guide.
             .map_err(|e| Status::internal(e.to_string()))
-    }
-
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::default()
     }
 }
 

@@ -54,10 +54,15 @@ fn text(id: &[u8]) -> Result<&str, SnapshotError> {
         .map_err(|_| SnapshotError::Decode("delta does not decode: an id is not UTF-8".into()))
 }
 
+/// Writes the key and length that come before an entry of `len` bytes in field `field`.
+fn put_prefix(field: usize, len: usize, out: &mut Vec<u8>) {
+    encode_key(field as u32, WireType::LengthDelimited, out);
+    encode_varint(len as u64, out);
+}
+
 /// Writes `bytes` as field `field` (length-delimited); returns where they lie in `out`.
 fn put(field: usize, bytes: &[u8], out: &mut Vec<u8>) -> std::ops::Range<usize> {
-    encode_key(field as u32, WireType::LengthDelimited, out);
-    encode_varint(bytes.len() as u64, out);
+    put_prefix(field, bytes.len(), out);
     let start = out.len();
     out.extend_from_slice(bytes);
     start..out.len()
@@ -469,8 +474,7 @@ impl Snapshot {
         // copied from there. After it, back to back leaves room for no other prefix.
         if let Some(r) = base.first() {
             let mut prefix = Vec::with_capacity(16);
-            encode_key(f as u32, WireType::LengthDelimited, &mut prefix);
-            encode_varint(r.len() as u64, &mut prefix);
+            put_prefix(f, r.len(), &mut prefix);
             if r.start < prefix.len() || raw[r.start - prefix.len()..r.start] != prefix[..] {
                 return false;
             }
